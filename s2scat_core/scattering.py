@@ -1,0 +1,291 @@
+r"""The public operator: ``build(L, N, ...)`` returns a :class:`Scattering` built once.
+
+``op.scatter(flm)`` computes mean, var, S1, S2, S3, S4 (S2SCAT 0.0.3's mean, var, S1, P00,
+C01, C11) as flat arrays, in S2SCAT's order and flattening; ``op.norm(flm)`` the
+normalisation (S2 per scale and direction, shape ``(J - J_min + 1, 2N-1)``).
+
+The operator is a JAX pytree: its kernels and filters are leaves, its configuration is
+static. ``op.scatter`` is compiled once per input shape; a new ``flm`` of the same shape does
+not re-trace. Inside your own ``jax.jit``, pass ``op`` as an argument
+(``jax.jit(loss)(op, flm)``) so the kernels are inputs of the compiled program rather than
+constants folded into it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import covariances as cov
+from . import labels as _labels
+from . import transforms, wavelets
+from ._checks import check_choice, check_int
+from .transforms import directional
+from .transforms.base import expand_half, gl_weights
+
+
+class Covariances(NamedTuple):
+    """Flat statistics of one field (or a batch: a leading batch axis on every entry).
+
+    ``mean``, ``var``: scalars; ``S1``, ``S2``: ``(nJ * (2N-1),)``; ``S3``, ``S4``: see
+    :func:`s2scat_core.labels.counts` and :func:`s2scat_core.labels.labels` for sizes and
+    what each entry is.
+    """
+
+    mean: jax.Array
+    var: jax.Array
+    S1: jax.Array
+    S2: jax.Array
+    S3: jax.Array
+    S4: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Static configuration of an operator (hashable: it is the pytree's static part)."""
+
+    L: int
+    N: int
+    J_min: int
+    reality: bool
+    mode: str
+    isotropic: bool
+    delta_j: int | None
+    dtype: str
+
+    @property
+    def J(self) -> int:
+        return wavelets.j_max(self.L)
+
+    @property
+    def scales(self) -> tuple[int, ...]:
+        return tuple(range(self.J_min, self.J + 1))
+
+    def bandlimit(self, j: int) -> int:
+        return wavelets.scale_bandlimit(self.L, j)
+
+    def partners(self, j1: int) -> tuple[int, ...]:
+        """Scales ``j2 > j1`` paired with ``j1`` in S3/S4 (all, or up to ``j1 + delta_j``)."""
+        top = self.J if self.delta_j is None else min(j1 + self.delta_j, self.J)
+        return tuple(range(j1 + 1, top + 1))
+
+
+@jax.tree_util.register_pytree_node_class
+class Scattering:
+    """Directional scattering covariance operator; make one with :func:`build`."""
+
+    def __init__(self, config: Config, backend, weights: dict, quadrature: dict):
+        self.config = config
+        self.backend = backend
+        self.weights = weights
+        self.quadrature = quadrature
+
+    def tree_flatten(self):
+        return (self.backend, self.weights, self.quadrature), self.config
+
+    @classmethod
+    def tree_unflatten(cls, config, children):
+        return cls(config, *children)
+
+    def __repr__(self):
+        c = self.config
+        return (f"Scattering(L={c.L}, N={c.N}, J_min={c.J_min}, reality={c.reality}, "
+                f"mode={c.mode!r}, isotropic={c.isotropic}, delta_j={c.delta_j}, dtype={c.dtype})")
+
+    # ---------------------------------------------------------------- public methods
+    @property
+    def counts(self) -> dict[str, int]:
+        """Number of entries of each flat statistic."""
+        c = self.config
+        return _labels.counts(c.L, c.N, c.J_min, delta_j=c.delta_j, isotropic=c.isotropic)
+
+    def labels(self) -> dict[str, np.ndarray]:
+        """What each entry of each flat statistic is (see :func:`s2scat_core.labels.labels`)."""
+        c = self.config
+        return _labels.labels(c.L, c.N, c.J_min, delta_j=c.delta_j, isotropic=c.isotropic)
+
+    def scatter(self, flm, norm=None) -> Covariances:
+        """Scattering covariances of ``flm``.
+
+        Args:
+            flm: ``(..., L, L)`` (``m >= 0`` half, ``reality=True`` only) or ``(..., L, 2L-1)``
+                harmonic coefficients in s2fft's layout; leading axes are a batch.
+            norm: ``None``, or the output of :meth:`norm` for a reference field, shape
+                ``(nJ, 2N-1)`` (shared by the batch) or ``(..., nJ, 2N-1)`` (one per member).
+
+        Returns:
+            :class:`Covariances` of flat arrays, with the batch axes of ``flm`` in front.
+        """
+        flm, batch = self._check_flm(flm)
+        if norm is not None:
+            norm = self._check_norm(norm, batch)
+        return _scatter(self, flm, norm)
+
+    def norm(self, flm) -> jax.Array:
+        """Normalisation from a (target) field: ``S2`` per scale and direction, ``(..., nJ, 2N-1)``."""
+        flm, _ = self._check_flm(flm)
+        return _norm(self, flm)
+
+    # ---------------------------------------------------------------- internals
+    @property
+    def _complex(self):
+        return jnp.complex64 if self.config.dtype == "float32" else jnp.complex128
+
+    def _check_flm(self, flm):
+        c = self.config
+        if isinstance(flm, (list, tuple)):
+            flm = np.asarray(flm)
+        if not hasattr(flm, "shape") or not hasattr(flm, "dtype"):
+            raise ValueError(f"flm must be an array of harmonic coefficients, got {type(flm).__name__}")
+        shapes = [(c.L, 2 * c.L - 1)] + ([(c.L, c.L)] if c.reality else [])
+        if flm.ndim < 2 or tuple(flm.shape[-2:]) not in shapes:
+            expected = " or ".join(f"(..., {a}, {b})" for a, b in shapes)
+            raise ValueError(f"flm must have shape {expected} for L={c.L} "
+                             f"(reality={c.reality}), got {tuple(flm.shape)}")
+        if not isinstance(flm, jax.core.Tracer):
+            values = np.asarray(flm)
+            if not np.issubdtype(values.dtype, np.number):
+                raise ValueError(f"flm must be numeric, got dtype {values.dtype}")
+            if not np.all(np.isfinite(values)):
+                bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+                raise ValueError(f"flm must be finite, got {bad} non-finite coefficient(s)")
+        flm = jnp.asarray(flm).astype(self._complex)
+        return flm, tuple(flm.shape[:-2])
+
+    def _check_norm(self, norm, batch):
+        c = self.config
+        norm = jnp.asarray(norm)
+        core = (len(c.scales), 2 * c.N - 1)
+        if tuple(norm.shape[-2:]) != core or tuple(norm.shape[:-2]) not in ((), batch):
+            expected = f"{core}" + (f" or {batch + core}" if batch else "")
+            raise ValueError(f"norm must have shape {expected} (from op.norm), got {tuple(norm.shape)}")
+        return norm.astype(jnp.float32 if c.dtype == "float32" else jnp.float64)
+
+
+def build(L: int, N: int, J_min: int = 0, *, reality: bool = True, mode: str = "precompute",
+          isotropic: bool = False, delta_j: int | None = None, dtype: str = "float64") -> Scattering:
+    """Build a scattering covariance operator (filters, kernels, quadrature), once.
+
+    Args:
+        L: harmonic band-limit (``l < L``), ``L >= 2``.
+        N: azimuthal band-limit of the wavelets; ``2N-1`` directions, ``N >= 1``.
+        J_min: first wavelet scale, ``0 <= J_min < j_max(L) = ceil(log2 L)``.
+        reality: the fields are real (``m >= 0`` half accepted; faster).
+        mode: transform backend, one of ``s2scat_core.transforms.BACKENDS``
+            (``"precompute"``: tabulated kernels, fastest, ``O(N L^3)`` memory;
+            ``"recursive"``: on-the-fly recursion, ``O(N L^2)`` memory).
+        isotropic: sum S3 and S4 over directions.
+        delta_j: pair scales ``j1 < j2 <= j1 + delta_j`` only (``None``: all pairs), ``>= 1``.
+        dtype: ``"float64"`` (default) or ``"float32"``.
+    """
+    L = check_int("L", L, minimum=2)
+    N = check_int("N", N, minimum=1)
+    J = wavelets.j_max(L)
+    J_min = check_int("J_min", J_min, minimum=0, maximum=J - 1, hint=f" (j_max(L={L}) - 1)")
+    if delta_j is not None:
+        delta_j = check_int("delta_j", delta_j, minimum=1)
+    for name, value in (("reality", reality), ("isotropic", isotropic)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+    backend_cls = transforms.get(mode)
+    check_choice("dtype", dtype, {"float64", "float32"})
+    for j in range(J_min, J + 1):
+        if wavelets.scale_directions(L, j, N) != N:
+            Lj = wavelets.scale_bandlimit(L, j)
+            raise ValueError(f"N={N} is too large for scale j={j} (band-limit {Lj}): the "
+                             f"coarsest scale carries at most N={Lj + (Lj % 2 == 0)}; "
+                             f"raise J_min or lower N")
+    config = Config(L, N, J_min, bool(reality), mode, bool(isotropic), delta_j, dtype)
+
+    real_dtype = np.float32 if dtype == "float32" else np.float64
+    ns = wavelets.directions(N)
+    # Real fields synthesise n > 0 only (n = 0 goes through the real spin-0 path).
+    spins = {-int(n) for n in ns if n > 0 or (not reality and n != 0)} | ({0} if not reality else set())
+    bandlimits = {config.bandlimit(j) for j in config.scales}
+    backend = backend_cls(bandlimits, spins, real_dtype)
+    psi, _ = wavelets.filters(L, N)
+    cplx = np.complex64 if dtype == "float32" else np.complex128
+    weights = {str(j): jnp.asarray(directional.harmonic_weights(psi, j, N, config.bandlimit(j)), cplx)
+               for j in config.scales}
+    quadrature = {str(j): jnp.asarray(gl_weights(config.bandlimit(j)), real_dtype)
+                  for j in config.scales}
+    return Scattering(config, backend, weights, quadrature)
+
+
+# -------------------------------------------------------------------- the computation
+def _first_layer(op: Scattering, flm):
+    """Wavelet maps ``W[j] (2N-1, Lj, 2Lj-1)`` of one field."""
+    c = op.config
+    return {j: directional.analysis(op.backend, flm, op.weights[str(j)], c.N, c.reality)
+            for j in c.scales}
+
+
+def _as_input(op: Scattering, flm):
+    """The coefficients the first layer reads (half for real fields) and the full array."""
+    c = op.config
+    if c.reality:
+        half = flm if flm.shape[-1] == c.L else flm[..., c.L - 1:]
+        return half, expand_half(half)
+    return flm, flm
+
+
+def _single(op: Scattering, flm, norm):
+    c = op.config
+    first_input, full = _as_input(op, flm)
+    mean, var = cov.mean_variance(full)
+    W = _first_layer(op, first_input)
+    S1, S2, moduli = [], [], {}
+    for j in c.scales:
+        Lj = c.bandlimit(j)
+        moduli[j] = op.backend.analysis_real(jnp.abs(W[j]), Lj)  # (2N-1, Lj, Lj)
+        S1.append(cov.s1(moduli[j]))
+        S2.append(cov.s2(W[j], op.quadrature[str(j)]))
+    S3, S4 = [], []
+    for j1 in c.scales[:-1]:
+        partners = c.partners(j1)
+        Lj1 = c.bandlimit(j1)
+        stacked = jnp.stack([moduli[j2][..., :Lj1, :Lj1] for j2 in partners])  # (A, 2N-1, Lj1, Lj1)
+        second = directional.analysis(op.backend, stacked, op.weights[str(j1)], c.N, real=True)
+        q = op.quadrature[str(j1)]
+        S3.append(cov.s3(second, W[j1], q))
+        S4.append(cov.s4(second, q))
+    if norm is not None:
+        S1, S2, S3, S4 = cov.normalise(S1, S2, S3, S4, norm)
+    if c.isotropic:
+        S3, S4 = cov.isotropic(S3, S4)
+    flat = [jnp.concatenate([jnp.ravel(s) for s in stat]) for stat in (S1, S2, S3, S4)]
+    return Covariances(mean, var, *flat)
+
+
+def _batched(fn, op, flm, *rest):
+    """Map ``fn(op, flm_i, *rest_i)`` over the leading batch axes of ``flm`` with ``vmap``."""
+    core = 2
+    batch = flm.shape[:-core]
+    if not batch:
+        return fn(op, flm, *rest)
+    flat = flm.reshape((-1,) + flm.shape[-core:])
+    axes = [None if r is None or r.ndim == 2 else 0 for r in rest]
+    rest = [r if a is None else r.reshape((-1,) + r.shape[-2:]) for r, a in zip(rest, axes)]
+    out = jax.vmap(fn, in_axes=(None, 0, *axes))(op, flat, *rest)
+    return jax.tree_util.tree_map(lambda x: x.reshape(batch + x.shape[1:]), out)
+
+
+@jax.jit
+def _scatter(op: Scattering, flm, norm):
+    return _batched(_single, op, flm, norm)
+
+
+def _norm_single(op: Scattering, flm):
+    c = op.config
+    first_input, _ = _as_input(op, flm)
+    W = _first_layer(op, first_input)
+    return jnp.stack([cov.s2(W[j], op.quadrature[str(j)]) for j in c.scales])
+
+
+@jax.jit
+def _norm(op: Scattering, flm):
+    return _batched(_norm_single, op, flm)

@@ -1,0 +1,27 @@
+"""Spherical-harmonic transform backends, all behind :class:`.base.SphericalTransforms`.
+
+Adding a backend: a module here with a :class:`SphericalTransforms` subclass and one line in
+``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+from .base import SphericalTransforms, expand_half, gl_thetas, gl_weights
+from .precompute import PrecomputeTransforms
+from .recursive import RecursiveTransforms
+
+BACKENDS: dict[str, type[SphericalTransforms]] = {
+    "precompute": PrecomputeTransforms,
+    "recursive": RecursiveTransforms,
+}
+
+
+def get(mode: str) -> type[SphericalTransforms]:
+    """The backend class registered under ``mode``; ``ValueError`` naming the choices otherwise."""
+    try:
+        return BACKENDS[mode]
+    except (KeyError, TypeError):
+        raise ValueError(f"mode must be one of {sorted(BACKENDS)}, got {mode!r}") from None
+
+
+__all__ = ["BACKENDS", "SphericalTransforms", "expand_half", "get", "gl_thetas", "gl_weights"]
