@@ -77,10 +77,14 @@ def register(cls):
 
 
 def expand_half(alm_half):
-    """``m >= 0`` half ``(..., L, L)`` -> full ``(..., L, 2L-1)`` by ``f_{l,-m} = (-1)^m conj(f_lm)``."""
+    """``m >= 0`` half ``(..., L, L)`` -> full ``(..., L, 2L-1)`` by ``f_{l,-m} = (-1)^m conj(f_lm)``.
+
+    NumPy in, NumPy out; anything else (JAX arrays, tracers) goes through ``jax.numpy``.
+    """
     import jax.numpy as jnp
 
+    xp = np if isinstance(alm_half, np.ndarray) else jnp
     L = alm_half.shape[-1]
-    signs = np.where(np.arange(1, L) % 2, -1.0, 1.0)
-    negative = jnp.flip(jnp.conj(alm_half[..., 1:]) * signs, axis=-1)
-    return jnp.concatenate([negative, alm_half], axis=-1)
+    signs = np.where(np.arange(1, L) % 2, -1.0, 1.0).astype(alm_half.real.dtype)
+    negative = xp.flip(xp.conj(alm_half[..., 1:]) * signs, axis=-1)
+    return xp.concatenate([negative, alm_half], axis=-1)

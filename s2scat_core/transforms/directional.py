@@ -67,10 +67,11 @@ def analysis(backend, alm, h, N: int, real: bool):
                 if full is None:
                     full = expand_half(half)
                 g = backend.synthesis(full * h[:, i, None], Lj, -int(n))
-                phase = jnp.asarray(2 * phases[:, i])[:, None, None]
+                phase = jnp.asarray(2 * phases[:, i], dtype=g.dtype)[:, None, None]
                 out = out + (phase * g[..., None, :, :]).real
         return jnp.broadcast_to(out, alm.shape[:-2] + (2 * N - 1, Lj, 2 * Lj - 1))
     La = alm.shape[-2]
     full = alm[..., :Lj, La - Lj:La - 1 + Lj]
     maps = [backend.synthesis(full * h[:, i, None], Lj, -int(n)) for i, n in enumerate(ns)]
-    return jnp.einsum("ki,...itp->...ktp", jnp.asarray(phases), jnp.stack(maps, axis=-3))
+    stacked = jnp.stack(maps, axis=-3)
+    return jnp.einsum("ki,...itp->...ktp", jnp.asarray(phases, dtype=stacked.dtype), stacked)

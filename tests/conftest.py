@@ -1,0 +1,44 @@
+"""Shared fixtures: random valid harmonic coefficients and the optional reference package."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+import s2scat_core  # noqa: F401  (enables float64)
+
+
+def random_half(L: int, seed: int = 0, spectrum_slope: float = 0.0) -> np.ndarray:
+    """``m >= 0`` half ``(L, L)`` of a random real field (zero for m > l, real m = 0)."""
+    rng = np.random.default_rng(seed)
+    half = (rng.standard_normal((L, L)) + 1j * rng.standard_normal((L, L))) / np.sqrt(2)
+    half[:, 0] = rng.standard_normal(L)
+    half = np.tril(half)
+    ell = np.arange(L)
+    return half * ((ell + 1.0) ** (-spectrum_slope / 2))[:, None]
+
+
+def random_full(L: int, seed: int = 0) -> np.ndarray:
+    """``(L, 2L-1)`` coefficients of a random complex field (zero for |m| > l)."""
+    rng = np.random.default_rng(seed)
+    flm = (rng.standard_normal((L, 2 * L - 1)) + 1j * rng.standard_normal((L, 2 * L - 1))) / np.sqrt(2)
+    ell = np.arange(L)[:, None]
+    m = np.arange(-(L - 1), L)[None, :]
+    return np.where(np.abs(m) <= ell, flm, 0)
+
+
+def rel_err(a, b) -> float:
+    """max |a - b| / max |b|, the tolerance measure used throughout."""
+    a, b = np.asarray(a), np.asarray(b)
+    scale = np.abs(b).max()
+    return float(np.abs(a - b).max() / (scale if scale > 0 else 1.0))
+
+
+HAVE_S2SCAT = importlib.util.find_spec("s2scat") is not None
+HAVE_S2WAV = importlib.util.find_spec("s2wav") is not None
+needs_s2scat = pytest.mark.skipif(
+    not HAVE_S2SCAT, reason="reference package s2scat 0.0.3 not importable (CI installs it in a "
+    "separate environment: see .ci/run)")
+needs_s2wav = pytest.mark.skipif(not HAVE_S2WAV, reason="s2wav 1.0.4 not importable")
