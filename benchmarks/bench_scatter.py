@@ -1,0 +1,230 @@
+"""Scattering covariances: this project against S2SCAT 0.0.3, one run, same machine.
+
+For each band-limit L and backend mode, a fresh process (so peak memory is its own) measures:
+
+* build: ``s2scat_core.build(...)`` / ``s2scat.configure(...)``;
+* first forward: the normalisation and target statistics, the first calls (compilation
+  included); first gradient: the first call of the gradient (compilation included);
+* forward / gradient: median of steady calls;
+* peak memory: the process's maximum resident set size.
+
+The gradient is that of S2SCAT's synthesis loss, ``sum_i mean((S_i(x) - S_i(target))^2)`` over
+the six normalised statistics, ``jax.jit(jax.grad(loss))``. N = 3, J_min = 0, reality.
+
+    python benchmarks/bench_scatter.py --L 32 64 128 --modes precompute recursive
+    python benchmarks/bench_scatter.py --L 64 128 256 512 1024 --modes ducc --reference-max-L 128
+
+S2SCAT runs with ``--reference-python`` (default: ``.venv-parity/bin/python`` if present, an
+environment with s2scat 0.0.3 installed as in ``.ci/run``). Results go to ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_MODES = ("precompute", "recursive")
+
+
+# ----------------------------------------------------------------------------- worker side
+def _field(L: int, seed: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    half = (rng.standard_normal((L, L)) + 1j * rng.standard_normal((L, L))) / np.sqrt(2)
+    half[:, 0] = rng.standard_normal(L)
+    return np.tril(half) * ((np.arange(L) + 1.0) ** -1.0)[:, None]
+
+
+def _timed(fn, repeats):
+    import jax
+
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return first, statistics.median(times)
+
+
+def worker(impl: str, mode: str, L: int, N: int, J_min: int, repeats: int) -> dict:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    x = jnp.asarray(_field(L, 1))
+    target = jnp.asarray(_field(L, 2))
+    t0 = time.perf_counter()
+    if impl == "ours":
+        import s2scat_core
+
+        op = s2scat_core.build(L, N, J_min, mode=mode)
+        jax.block_until_ready(op)
+        build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        norm = op.norm(target)
+        goal = jax.block_until_ready(op.scatter(target, norm))
+        first_forward = time.perf_counter() - t0
+
+        def loss(op, x):
+            return sum(jnp.mean((a - b) ** 2) for a, b in zip(op.scatter(x, norm), goal))
+
+        grad = jax.jit(jax.grad(loss, argnums=1))
+        forward = lambda: op.scatter(x, norm)  # noqa: E731
+        gradient = lambda: grad(op, x)  # noqa: E731
+    else:
+        import s2scat
+
+        recursive = mode == "recursive"
+        config = s2scat.configure(L, N, J_min, True, recursive)
+        jax.block_until_ready(config)
+        build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        norm = s2scat.compute_norm(target, L, N, J_min, True, config, recursive)
+        goal = s2scat.scatter(target, L, N, J_min, True, config, norm, recursive, False, None)
+        goal = jax.block_until_ready(goal)
+        first_forward = time.perf_counter() - t0
+
+        def run(x):
+            return s2scat.scatter(x, L, N, J_min, True, config, norm, recursive, False, None)
+
+        grad = jax.jit(jax.grad(lambda x: s2scat.optimisation.l2_covariance_loss(run(x), goal)))
+        forward = lambda: run(x)  # noqa: E731
+        gradient = lambda: grad(x)  # noqa: E731
+    _, steady_forward = _timed(forward, repeats)
+    first_gradient, steady_gradient = _timed(gradient, repeats)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(impl=impl, mode=mode, L=L, N=N, J_min=J_min, build_s=build,
+                first_forward_s=first_forward, forward_s=steady_forward,
+                first_gradient_s=first_gradient, gradient_s=steady_gradient, peak_mb=peak_mb)
+
+
+# ----------------------------------------------------------------------------- driver side
+def run_one(python: str, impl: str, mode: str, L: int, args) -> dict:
+    cmd = [python, __file__, "--worker", impl, "--modes", mode, "--L", str(L), "--N", str(args.N),
+           "--J-min", str(args.J_min), "--repeats", str(args.repeats)]
+    print(f"  {impl:6s} {mode:10s} L={L:5d} ...", end="", flush=True, file=sys.stderr)
+    t0 = time.perf_counter()
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        print(f" timed out after {args.timeout} s", file=sys.stderr)
+        return dict(impl=impl, mode=mode, L=L, error=f"timeout {args.timeout} s")
+    if out.returncode != 0:
+        tail = (out.stderr.strip().splitlines() or ["?"])[-1]
+        print(f" failed: {tail}", file=sys.stderr)
+        return dict(impl=impl, mode=mode, L=L, error=tail)
+    print(f" {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def table(results: list[dict]) -> str:
+    ref = {(r["mode"], r["L"]): r for r in results if r["impl"] == "s2scat" and "error" not in r}
+    head = ("| mode | L | build s | 1st fwd s | 1st grad s | fwd ms | grad ms | peak GB "
+            "| S2SCAT fwd ms | S2SCAT grad ms | S2SCAT build+1st s | fwd x | grad x | build+compile ratio | memory ratio |")
+    lines = [head, "|" + "---|" * 15]
+    for r in results:
+        if r["impl"] != "ours":
+            continue
+        if "error" in r:
+            lines.append(f"| {r['mode']} | {r['L']} | {r['error']} |" + " |" * 13)
+            continue
+        # S2SCAT has precompute and recursive modes; other backends are compared to precompute.
+        s = ref.get((r["mode"] if r["mode"] in REFERENCE_MODES else "precompute", r["L"]))
+        ours_setup = r["build_s"] + r["first_forward_s"] + r["first_gradient_s"]
+        row = [r["mode"], r["L"], f"{r['build_s']:.2f}", f"{r['first_forward_s']:.1f}",
+               f"{r['first_gradient_s']:.1f}", f"{1e3 * r['forward_s']:.1f}",
+               f"{1e3 * r['gradient_s']:.1f}", f"{r['peak_mb'] / 1024:.2f}"]
+        if s:
+            ref_setup = s["build_s"] + s["first_forward_s"] + s["first_gradient_s"]
+            row += [f"{1e3 * s['forward_s']:.1f}", f"{1e3 * s['gradient_s']:.1f}", f"{ref_setup:.0f}",
+                    f"{s['forward_s'] / r['forward_s']:.1f}", f"{s['gradient_s'] / r['gradient_s']:.1f}",
+                    f"{ours_setup / ref_setup:.2f}", f"{r['peak_mb'] / s['peak_mb']:.2f}"]
+        else:
+            row += ["-"] * 7
+        lines.append("| " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, key, title in zip(axes, ("forward_s", "gradient_s"), ("forward", "gradient")):
+        for impl, marker in (("ours", "o-"), ("s2scat", "s--")):
+            for mode in sorted({r["mode"] for r in results}):
+                pts = sorted((r["L"], r[key]) for r in results
+                             if r["impl"] == impl and r["mode"] == mode and "error" not in r)
+                if pts:
+                    label = f"{'this project' if impl == 'ours' else 'S2SCAT 0.0.3'} {mode}"
+                    ax.loglog(*zip(*pts), marker, label=label, base=2)
+        ax.set_xlabel("band-limit L")
+        ax.set_title(f"{title} (N = 3, J_min = 0, 2-core CPU)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("seconds")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--L", type=int, nargs="+", default=[32, 64, 128])
+    p.add_argument("--modes", nargs="+", default=["precompute", "recursive"])
+    p.add_argument("--N", type=int, default=3)
+    p.add_argument("--J-min", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--timeout", type=int, default=1800, help="seconds per measurement process")
+    p.add_argument("--reference-python", default=str(ROOT / ".venv-parity/bin/python"))
+    p.add_argument("--reference-max-L", type=int, default=128,
+                   help="skip S2SCAT above this L (its build takes 10 minutes at L = 256)")
+    p.add_argument("--no-reference", action="store_true")
+    p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/scatter.json")
+    p.add_argument("--plot", type=Path, default=None, help="also draw time against L")
+    p.add_argument("--worker", choices=["ours", "s2scat"], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.modes[0], args.L[0], args.N, args.J_min,
+                                args.repeats)))
+        return
+    have_ref = not args.no_reference and os.path.exists(args.reference_python)
+    results, measured = [], set()
+    for L in args.L:
+        for mode in args.modes:
+            results.append(run_one(sys.executable, "ours", mode, L, args))
+            ref_mode = mode if mode in REFERENCE_MODES else "precompute"
+            if have_ref and L <= args.reference_max_L and (ref_mode, L) not in measured:
+                measured.add((ref_mode, L))
+                results.append(run_one(args.reference_python, "s2scat", ref_mode, L, args))
+    import jax
+
+    meta = dict(machine=platform.processor() or platform.machine(), cores=os.cpu_count(),
+                jax=jax.__version__, device=str(jax.devices()[0]),
+                date=time.strftime("%Y-%m-%d"), command=" ".join(sys.argv))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(dict(meta=meta, results=results), indent=1))
+    print(f"\n{meta}\n")
+    print(table(results))
+    if args.plot:
+        plot(results, args.plot)
+        print(f"\nplot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
