@@ -3,15 +3,17 @@ r"""The synthesis engine: many samples matched to a target's scattering covarian
 Variables: the ``m >= 0`` coefficients of ``count`` real fields, as one real array
 ``x (count, 2, L, L)`` (:mod:`synthesis.params`). Loss of sample ``i``: the weighted L2 distance
 between its normalised covariances and the target's (:mod:`synthesis.loss`; the normalisation
-comes from the target). Each sample is optimised by its own optax optimiser
-(:mod:`synthesis.optim`), the ``count`` updates ``vmap``-ed into one computation.
+comes from the target), ``vmap``-ed over the batch. The optax optimiser minimises the batch's
+total loss ``sum_i loss_i`` (:mod:`synthesis.optim`: Adam then moves every sample exactly as
+alone; L-BFGS shares its line search and curvature pairs across the batch). The reported loss
+is the mean over the batch, ``sum_i loss_i / count``.
 
 Execution: ``chunk`` optimisation steps run inside one compiled function (``lax.scan``),
 compiled once per run and called repeatedly (the operator ``op`` and the target statistics are
 arguments, not constants). Between calls the host records the losses, reports progress and
 calls ``callback`` (which renders frames in the CLI). A step budget, a relative tolerance
-(``loss <= tolerance * initial loss`` freezes a sample; the run stops when all are frozen), a
-callback returning ``True`` or Ctrl-C end the run; on Ctrl-C the result holds the last complete
+(mean loss ``<= tolerance *`` initial mean loss), a callback returning ``True`` or Ctrl-C end
+the run; on Ctrl-C the result holds the last complete
 chunk and ``stopped == "interrupted"``.
 """
 
@@ -51,9 +53,9 @@ def resolve_mode(mode: str = "auto") -> str:
 class Progress:
     """What the callback sees between chunks.
 
-    ``step``: steps done; ``steps``: the budget; ``losses (count,)``: loss of each sample now;
-    ``history (step + 1, count)``: the loss of each sample before each step so far (last row =
-    ``losses``); ``elapsed``: seconds since the start (compilation included).
+    ``step``: steps done; ``steps``: the budget; ``losses (count,)``: the loss of each sample
+    now; ``history (step + 1,)``: the batch's mean loss before each step so far (last entry:
+    now); ``elapsed``: seconds since the start (compilation included).
     """
 
     step: int
@@ -73,14 +75,16 @@ class Progress:
 class SynthesisResult:
     """Outcome of :func:`synthesize`.
 
-    ``samples (count, L, 2L-1)``: the fields, s2fft layout. ``history (steps + 1, count)``: loss
-    of each sample before each step, last row after the last step. ``timeline (k, 2)``: (step,
-    seconds since start) at each chunk boundary, row 0 after the first evaluation. ``stopped``:
+    ``samples (count, L, 2L-1)``: the fields, s2fft layout. ``history (steps + 1,)``: the mean
+    loss of the samples before each step, last entry after the last step. ``sample_losses
+    (k, count)`` and ``timeline (k, 2)``: the loss of each sample, and (step, seconds since the
+    start, compilation included), at each chunk boundary; row 0 is the start. ``stopped``:
     ``"steps"``, ``"tolerance"``, ``"callback"`` or ``"interrupted"``.
     """
 
     samples: np.ndarray
     history: np.ndarray
+    sample_losses: np.ndarray
     timeline: np.ndarray
     stopped: str
     mode: str
@@ -96,19 +100,21 @@ class SynthesisResult:
 
     @property
     def initial_loss(self) -> np.ndarray:
-        return self.history[0]
+        """``(count,)`` loss of each sample at the start."""
+        return self.sample_losses[0]
 
     @property
     def final_loss(self) -> np.ndarray:
-        return self.history[-1]
+        """``(count,)`` loss of each sample at the end."""
+        return self.sample_losses[-1]
 
 
 class _Carry(NamedTuple):
     x: jax.Array          # (B, 2, L, L) variables
-    state: object         # per-sample optimiser state (leading axis B)
+    state: object         # optimiser state of the batch
     step: jax.Array       # () int, steps taken
-    done: jax.Array       # (B,) bool, frozen by the tolerance
-    last: jax.Array       # (B,) loss before the last step taken
+    done: jax.Array       # () bool, the tolerance was reached
+    last: jax.Array       # () mean loss before the last step taken
 
 
 class _Consts(NamedTuple):
@@ -116,7 +122,7 @@ class _Consts(NamedTuple):
     target: tuple         # target Covariances (normalised)
     weights: jax.Array    # (6,)
     scale: jax.Array      # (L,) preconditioner
-    reference: jax.Array  # (B,) initial loss of each sample
+    reference: jax.Array  # () initial mean loss
     tolerance: jax.Array  # () relative tolerance (0: none)
 
 
@@ -125,57 +131,39 @@ def _samples(x, scale) -> np.ndarray:
     return np.asarray(harmonics.full_from_half(half))
 
 
-def _where(mask, new, old):
-    """Per-sample select over a pytree whose leaves have a leading batch axis."""
-    def pick(a, b):
-        m = mask.reshape(mask.shape + (1,) * (a.ndim - 1))
-        return jnp.where(m, a, b)
-    return jax.tree_util.tree_map(pick, new, old)
+def _chunk(op, carry: _Carry, consts: _Consts, budget, *, step_fn, length: int):
+    """``length`` optimisation steps (those with ``step < budget``), then the losses at the end.
 
-
-def _chunk(op, carry: _Carry, consts: _Consts, budget, *, spec, step_fn, length: int):
-    """``length`` optimisation steps (those with ``step < budget``), then the loss at the end.
-
-    Returns ``(carry, values (length, B), taken (length,), final (B,))``: ``values[t]`` the loss
-    before step ``t`` of the chunk, ``taken[t]`` whether that step ran. With a state that
-    stores the loss (L-BFGS), ``final`` is read from it; a state that does not hold valid values
-    yet (before step 0) gets them here, with one batched ``value_and_grad`` behind a ``cond``
-    on the whole batch (a real branch, not a ``vmap``-ed select).
+    Returns ``(carry, values (length,), taken (length,), final (B,))``: ``values[t]`` the mean
+    loss over the batch before step ``t`` of the chunk, ``taken[t]`` whether that step ran,
+    ``final`` the loss of each sample after the chunk.
     """
-    def loss_fn(xi):
+    def sample_loss(xi):
         return covariance_loss(op, params.to_half(xi, consts.scale), consts.norm, consts.target,
                                consts.weights)
 
-    vstep = jax.vmap(lambda xi, si: step_fn(xi, si, loss_fn))
-    if optim.stores_value(spec):
-        def fresh(c: _Carry):
-            value, grad = jax.vmap(jax.value_and_grad(loss_fn))(c.x)
-            return c._replace(state=optim.store_value_and_grad(c.state, value, grad))
+    def total(x):
+        return jnp.sum(jax.vmap(sample_loss)(x))
 
-        stored, _ = optim.stored_value_and_grad(carry.state)
-        carry = jax.lax.cond(jnp.all(jnp.isfinite(stored)), lambda c: c, fresh, carry)
+    count = carry.x.shape[0]
 
     def take(c: _Carry):
-        new_x, new_state, value = vstep(c.x, c.state)
-        done = c.done | ((consts.tolerance > 0) & (value <= consts.tolerance * consts.reference))
-        keep = ~done
-        out = _Carry(_where(keep, new_x, c.x), _where(keep, new_state, c.state), c.step + 1,
-                     done, value)
-        return out, (value, True)
+        x, state, value = step_fn(c.x, c.state, total)
+        mean = value / count
+        done = (consts.tolerance > 0) & (mean <= consts.tolerance * consts.reference)
+        # a step whose starting loss already meets the tolerance is not applied
+        x = jnp.where(done, c.x, x)
+        state = jax.tree_util.tree_map(lambda new, old: jnp.where(done, old, new), state, c.state)
+        return _Carry(x, state, c.step + jnp.where(done, 0, 1), done, mean), (mean, ~done)
 
     def skip(c: _Carry):
-        return c, (c.last, False)
+        return c, (c.last, jnp.asarray(False))
 
     def body(c: _Carry, _):
-        go = (c.step < budget) & ~jnp.all(c.done)
-        return jax.lax.cond(go, take, skip, c)
+        return jax.lax.cond((c.step < budget) & ~c.done, take, skip, c)
 
     carry, (values, taken) = jax.lax.scan(body, carry, None, length=length)
-    if optim.stores_value(spec):
-        final = optim.stored_value_and_grad(carry.state)[0]
-    else:
-        final = jax.vmap(loss_fn)(carry.x)
-    return carry, values, taken, final
+    return carry, values, taken, jax.vmap(sample_loss)(carry.x)
 
 
 def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "lbfgs",
@@ -201,7 +189,7 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
         init: ``"power"`` (Gaussian noise with the target's ``C_l``) or ``"white"``.
         precondition: optimise ``f_lm / sqrt(C_l^target)`` (:mod:`synthesis.params`).
         weights: per-statistic loss weights, dict over ``mean, var, S1..S4`` (missing: 1).
-        tolerance: freeze a sample once ``loss <= tolerance * initial loss`` (0: never).
+        tolerance: stop once the mean loss ``<= tolerance *`` its initial value (0: never).
         chunk: steps per compiled call; the host wakes between chunks.
         mode: transform backend, ``"auto"`` (:func:`resolve_mode`) or a registered name.
         isotropic, delta_j: options of the statistics.
@@ -242,53 +230,57 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
     scale = params.scales(target, precondition)
     x0 = params.initial(jax.random.key(seed), count, L, params.power_spectrum(target), scale, init)
     opt = optim.build(spec)
-    state0 = jax.vmap(opt.init)(x0)
-    carry = _strong(_Carry(x0, state0, jnp.asarray(0), jnp.zeros(count, bool),
-                           jnp.full(count, jnp.nan)))
-    consts = _strong(_Consts(norm, target_cov, w, jnp.asarray(scale), jnp.full(count, jnp.inf),
+    carry = _strong(_Carry(x0, opt.init(x0), jnp.asarray(0), jnp.asarray(False),
+                           jnp.asarray(jnp.nan)))
+    consts = _strong(_Consts(norm, target_cov, w, jnp.asarray(scale), jnp.asarray(jnp.inf),
                              jnp.asarray(float(tolerance))))
-    run_chunk = jax.jit(functools.partial(_chunk, spec=spec, step_fn=optim.make_step(spec, opt),
+    run_chunk = jax.jit(functools.partial(_chunk, step_fn=optim.make_step(spec, opt),
                                           length=chunk))
 
     bar = ProgressBar(steps, label=f"{optimizer} ") if progress else None
-    rows: list[np.ndarray] = []
+    history: list[float] = []            # mean loss before each step; last: the loss now
+    per_sample: list[np.ndarray] = []    # loss of each sample at each chunk boundary
     timeline: list[tuple[int, float]] = []
     stopped = "steps"
     try:
-        # Budget 0: no step runs, only the loss at the start (same compiled function).
-        carry, _, _, final = run_chunk(op, carry, consts, np.int64(0))
+        # Budget 0: no step runs, only the losses at the start (same compiled function).
+        out = run_chunk(op, carry, consts, np.int64(0))
+        carry, final = _strong(out[0]), out[3]
         losses = np.asarray(final)
-        rows.append(losses)
-        consts = consts._replace(reference=jnp.asarray(losses))
-        initial = float(losses.mean())
-        timeline.append((0, time.perf_counter() - start))
         _check_finite(losses, 0)
+        initial = float(losses.mean())
+        history.append(initial)
+        per_sample.append(losses)
+        consts = consts._replace(reference=jnp.asarray(initial, dtype=jnp.float64))
+        timeline.append((0, time.perf_counter() - start))
         if bar:
             bar.update(0, initial, initial, None, final=steps == 0)
-        if callback and callback(_progress(0, steps, rows, start, carry.x, scale)):
+        if callback and callback(_progress(0, steps, history, per_sample, start, carry.x, scale)):
             stopped = "callback"
         done_steps = 0
         while stopped == "steps" and done_steps < steps:
             t0 = time.perf_counter()
             new = run_chunk(op, carry, consts, np.int64(steps))
             values, taken, final = (np.asarray(a) for a in new[1:])
-            carry = new[0]
-            ran = values[taken]  # losses before the steps just taken
-            if len(ran):  # rows[t]: loss before step t; the last row: the loss now
-                rows[-1] = ran[0]
-                rows.extend(ran[1:])
-                rows.append(final)
+            carry = _strong(new[0])
+            ran = values[taken]  # mean losses before the steps just taken
+            if len(ran):
+                history[-1] = float(ran[0])
+                history.extend(float(v) for v in ran[1:])
+                history.append(float(final.mean()))
+                per_sample.append(final)
             done_steps += int(taken.sum())
             now = time.perf_counter()
             timeline.append((done_steps, now - start))
             _check_finite(final, done_steps)
+            reached = bool(carry.done)
             if bar:
-                rate = taken.sum() / max(now - t0, 1e-9)
-                bar.update(done_steps, float(final.mean()), initial, rate,
-                           final=done_steps >= steps or bool(np.all(carry.done)))
-            if callback and callback(_progress(done_steps, steps, rows, start, carry.x, scale)):
+                bar.update(done_steps, history[-1], initial, taken.sum() / max(now - t0, 1e-9),
+                           final=done_steps >= steps or reached)
+            if callback and callback(_progress(done_steps, steps, history, per_sample, start,
+                                               carry.x, scale)):
                 stopped = "callback"
-            elif bool(np.all(np.asarray(carry.done))):
+            elif reached:
                 stopped = "tolerance"
             elif not taken.any():
                 break
@@ -297,14 +289,14 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
     finally:
         if bar:
             bar.close()
-    history = np.stack(rows)
-    return SynthesisResult(_samples(carry.x, scale), history, np.asarray(timeline, float),
-                           stopped, mode, time.perf_counter() - start)
+    timeline = np.asarray(timeline[:len(per_sample)], float)
+    return SynthesisResult(_samples(carry.x, scale), np.asarray(history), np.stack(per_sample),
+                           timeline, stopped, mode, time.perf_counter() - start)
 
 
-def _progress(step, steps, rows, start, x, scale) -> Progress:
-    history = np.stack(rows)
-    return Progress(step, steps, history[-1], history, time.perf_counter() - start, x, scale)
+def _progress(step, steps, history, per_sample, start, x, scale) -> Progress:
+    return Progress(step, steps, per_sample[-1], np.asarray(history), time.perf_counter() - start,
+                    x, scale)
 
 
 def _strong(tree):

@@ -1,8 +1,13 @@
-"""The optax optimisers of the engine and their one-step update, for one sample.
+"""The optax optimisers of the engine and their one-step update.
 
-``step(x, state, loss_fn) -> (x', state', loss(x))``: one iteration from variables ``x`` with
-the loss at ``x`` (before the update). The engine ``vmap``s it over samples, so each sample has
-its own optimiser state: its own Adam moments, or its own L-BFGS memory and line search.
+The optimiser sees the whole batch ``x (B, 2, L, L)`` and the batch's total loss
+``sum_i loss_i(x_i)``. The problem is separable, so:
+
+* Adam (element-wise) moves each sample exactly as if it were optimised alone;
+* L-BFGS runs one quasi-Newton iteration on the batch: the line-search step and the curvature
+  pairs are shared by the samples (with ``count = 1`` it is plain L-BFGS on one field). This
+  keeps the zoom line search's ``lax.cond`` real branches; ``vmap``-ing a per-sample L-BFGS
+  would turn them into selects that evaluate every branch (about 3 gradients a step).
 """
 
 from __future__ import annotations
@@ -60,17 +65,15 @@ def build(spec: OptimizerSpec) -> optax.GradientTransformation:
 
 
 def make_step(spec: OptimizerSpec, opt: optax.GradientTransformation):
-    """``step(x, state, loss_fn) -> (x', state', loss(x))`` for one sample.
+    """``step(x, state, loss_fn) -> (x', state', loss(x))`` on the whole batch ``x``.
 
-    L-BFGS reads the loss and gradient at ``x`` from its line-search state, as
-    ``optax.value_and_grad_from_state`` does, but without that function's ``lax.cond``
-    fallback: under ``vmap`` a cond with a per-sample predicate runs both branches, i.e. one
-    extra gradient a step. The state must therefore hold valid values before the first step,
-    which :func:`store_value_and_grad` puts there (the engine does it once, before step 0).
+    ``loss_fn`` is the batch's total loss (a scalar). L-BFGS takes the loss and gradient at
+    ``x`` from its line-search state with ``optax.value_and_grad_from_state`` (evaluated afresh
+    only before the first step), so a step costs one gradient per line-search trial.
     """
     if spec.name == "lbfgs":
         def step(x, state, loss_fn):
-            value, grad = optax.tree.get(state, "value"), optax.tree.get(state, "grad")
+            value, grad = optax.value_and_grad_from_state(loss_fn)(x, state=state)
             updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=loss_fn)
             return optax.apply_updates(x, updates), state, value
     else:
@@ -79,18 +82,3 @@ def make_step(spec: OptimizerSpec, opt: optax.GradientTransformation):
             updates, state = opt.update(grad, state, x)
             return optax.apply_updates(x, updates), state, value
     return step
-
-
-def stores_value(spec: OptimizerSpec) -> bool:
-    """Whether the optimiser state carries the loss and gradient at the current variables."""
-    return spec.name == "lbfgs"
-
-
-def store_value_and_grad(state, value, grad):
-    """``state`` with its stored loss and gradient replaced (L-BFGS line-search state)."""
-    return optax.tree.set(state, value=value, grad=grad)
-
-
-def stored_value_and_grad(state):
-    """The loss and gradient stored in an L-BFGS state."""
-    return optax.tree.get(state, "value"), optax.tree.get(state, "grad")

@@ -1,0 +1,187 @@
+"""Backend ``ducc`` (ducc0 through ``pure_callback``): transforms, adjoints and statistics
+against ``precompute``; gradients, ``jit``, ``vmap`` and batches of the full operator."""
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import s2scat_core
+from s2scat_core import transforms
+from conftest import random_full, random_half, rel_err
+
+SPINS = [0, 1, -1, 2, -2, 3, -3]
+
+
+@functools.lru_cache(maxsize=None)
+def backends(L, dtype="float64"):
+    return {mode: transforms.get(mode)([L], SPINS, np.dtype(dtype)) for mode in ("precompute", "ducc")}
+
+
+@functools.lru_cache(maxsize=None)
+def operator(L, N, J_min, reality, mode, isotropic, delta_j):
+    return s2scat_core.build(L, N, J_min, reality=reality, mode=mode, isotropic=isotropic,
+                             delta_j=delta_j)
+
+
+def spin_coefficients(L, spin, batch, seed=0):
+    """Random valid spin-``spin`` coefficients ``batch + (L, 2L-1)`` (zero for ``l < |spin|``)."""
+    flm = np.stack([random_full(L, seed + i) for i in range(int(np.prod(batch)))]).reshape(batch + (L, 2 * L - 1))
+    flm[..., :abs(spin), :] = 0
+    return flm
+
+
+def halves(L, batch, seed=0):
+    return np.stack([random_half(L, seed + i) for i in range(int(np.prod(batch)))]).reshape(batch + (L, L))
+
+
+def random_maps(L, batch, seed=0):
+    return np.random.default_rng(seed).standard_normal(batch + (L, 2 * L - 1))
+
+
+def vjp_against(fn, x, seed=1):
+    """``(f(x), vjp(f)(ct))`` for a fixed random cotangent ``ct`` of ``f(x)``'s shape and dtype."""
+    y, pullback = jax.vjp(fn, jnp.asarray(x))
+    rng = np.random.default_rng(seed)
+    ct = rng.standard_normal(y.shape) + (1j * rng.standard_normal(y.shape) if jnp.iscomplexobj(y) else 0)
+    return y, pullback(jnp.asarray(ct, y.dtype))[0]
+
+
+# ---------------------------------------------------------------------------- the transforms
+@pytest.mark.parametrize("batch", [(), (2, 3)])
+@pytest.mark.parametrize("spin", SPINS)
+def test_synthesis_and_its_vjp_equal_precompute(spin, batch):
+    L = 12
+    alm = spin_coefficients(L, spin, batch)
+    ref, ref_ct = vjp_against(lambda a: backends(L)["precompute"].synthesis(a, L, spin), alm)
+    out, out_ct = vjp_against(lambda a: backends(L)["ducc"].synthesis(a, L, spin), alm)
+    assert out.shape == batch + (L, 2 * L - 1) and out.dtype == jnp.complex128
+    assert rel_err(out, ref) < 1e-12
+    assert rel_err(out_ct, ref_ct) < 1e-12
+
+
+@pytest.mark.parametrize("L", [12, 17])
+@pytest.mark.parametrize("batch", [(), (2, 3)])
+def test_real_synthesis_and_analysis_and_their_vjps_equal_precompute(L, batch):
+    pre, ducc = backends(L)["precompute"], backends(L)["ducc"]
+    half = halves(L, batch)
+    ref, ref_ct = vjp_against(lambda a: pre.synthesis_real(a, L), half)
+    out, out_ct = vjp_against(lambda a: ducc.synthesis_real(a, L), half)
+    assert out.shape == batch + (L, 2 * L - 1) and out.dtype == jnp.float64
+    assert rel_err(out, ref) < 1e-12 and rel_err(out_ct, ref_ct) < 1e-12
+
+    f = random_maps(L, batch)
+    ref, ref_ct = vjp_against(lambda x: pre.analysis_real(x, L), f)
+    out, out_ct = vjp_against(lambda x: ducc.analysis_real(x, L), f)
+    assert out.shape == batch + (L, L) and out.dtype == jnp.complex128
+    assert rel_err(out, ref) < 1e-12 and rel_err(out_ct, ref_ct) < 1e-12
+
+
+def test_transforms_under_jit_and_vmap_and_float32():
+    L = 12
+    ducc = backends(L)["ducc"]
+    alm = spin_coefficients(L, 2, (3,))
+    direct = ducc.synthesis(alm, L, -2)
+    mapped = jax.jit(jax.vmap(lambda b, a: b.synthesis(a, L, -2), in_axes=(None, 0)))(ducc, alm)
+    assert rel_err(mapped, direct) < 1e-14
+    f = random_maps(L, (2, 3))
+    nested = jax.vmap(jax.vmap(lambda x: ducc.analysis_real(x, L)))(f)
+    assert rel_err(nested, ducc.analysis_real(f, L)) < 1e-14
+
+    single = backends(L, "float32")["ducc"]
+    out = single.synthesis(alm, L, -2)
+    assert out.dtype == jnp.complex64 and rel_err(out, direct) < 1e-5
+    half = halves(L, ())
+    assert single.synthesis_real(half, L).dtype == jnp.float32
+    assert single.analysis_real(f, L).dtype == jnp.complex64
+    grad = jax.grad(lambda x: jnp.sum(single.analysis_real(x, L).real))(jnp.asarray(f, jnp.float32))
+    assert grad.dtype == jnp.float32
+
+
+# ---------------------------------------------------------------------------- the statistics
+def field(L, reality, seed=1):
+    return random_half(L, seed, spectrum_slope=1.0) if reality else random_full(L, seed)
+
+
+def assert_statistics_agree(L, N, J_min, reality, isotropic, delta_j, normalised):
+    ducc = operator(L, N, J_min, reality, "ducc", isotropic, delta_j)
+    pre = operator(L, N, J_min, reality, "precompute", isotropic, delta_j)
+    flm = field(L, reality)
+    norm = pre.norm(field(L, reality, seed=2)) if normalised else None
+    if normalised:
+        assert rel_err(ducc.norm(flm), pre.norm(flm)) < 1e-10
+    out, ref = ducc.scatter(flm, norm), pre.scatter(flm, norm)
+    for name, a, b in zip(ref._fields, out, ref):
+        assert a.shape == b.shape, name
+        assert rel_err(a, b) < 1e-10, name
+
+
+FAST = [  # L, N, J_min, reality, isotropic, delta_j, normalised
+    (16, 3, 0, True, False, None, False),
+    (12, 2, 1, False, True, None, True),
+    (16, 4, 2, True, False, 1, True),
+    (12, 1, 0, False, False, 2, False),
+]
+
+
+@pytest.mark.parametrize("L, N, J_min, reality, isotropic, delta_j, normalised", FAST)
+def test_statistics_equal_precompute(L, N, J_min, reality, isotropic, delta_j, normalised):
+    assert_statistics_agree(L, N, J_min, reality, isotropic, delta_j, normalised)
+
+
+SLOW = [case for case in itertools.product([12, 16, 24, 32], [1, 2, 3, 4], [0, 2], [True, False])
+        if case[2] < s2scat_core.j_max(case[0])]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("L, N, J_min, reality", SLOW)
+def test_statistics_equal_precompute_grid(L, N, J_min, reality):
+    # isotropic / delta_j / normalised cycle with the case so the grid covers each combination.
+    k = SLOW.index((L, N, J_min, reality))
+    isotropic, delta_j, normalised = bool(k % 2), [None, 1, 2][k % 3], bool((k // 2) % 2)
+    assert_statistics_agree(L, N, J_min, reality, isotropic, delta_j, normalised)
+
+
+# ---------------------------------------------------------------------------- autodiff, batches
+def weighted_sum(op, norm):
+    rng = np.random.default_rng(0)
+    weights = [jnp.asarray(rng.standard_normal(n)) for n in op.counts.values()]
+
+    def f(x):
+        return sum(jnp.sum(w * jnp.ravel(s)) for w, s in zip(weights, op.scatter(x, norm)))
+    return f
+
+
+@pytest.mark.parametrize("reality, normalised", [(True, True), (False, False)])
+def test_reverse_mode_gradients(reality, normalised):
+    L = 8
+    op = operator(L, 2, 1, reality, "ducc", False, None)
+    mask = np.tril(np.ones((L, L))) if reality else (random_full(L) != 0)
+    x = jnp.asarray((field(L, reality, seed=5) + 0.3) * mask)  # keep |W| away from its kink at 0
+    norm = op.norm(field(L, reality, seed=9)) if normalised else None
+    check_grads(weighted_sum(op, norm), (x,), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+    if reality:
+        pre = operator(L, 2, 1, reality, "precompute", False, None)
+        assert rel_err(jax.grad(weighted_sum(op, norm))(x), jax.grad(weighted_sum(pre, norm))(x)) < 1e-10
+
+
+@pytest.mark.parametrize("reality", [True, False])
+def test_vmap_and_batch_axis_equal_the_loop(reality):
+    L = 8
+    op = operator(L, 2, 1, reality, "ducc", False, None)
+    batch = jnp.stack([jnp.asarray(field(L, reality, seed=s)) for s in range(3)])
+    loop = [op.scatter(x) for x in batch]
+    mapped = jax.jit(jax.vmap(lambda op, x: op.scatter(x), in_axes=(None, 0)))(op, batch)
+    batched = op.scatter(batch)
+    for i, one in enumerate(loop):
+        for name, ref, a, b in zip(one._fields, one, mapped, batched):
+            assert rel_err(a[i], ref) < 1e-13 and rel_err(b[i], ref) < 1e-13, name
+    if reality:
+        grad = jax.grad(weighted_sum(op, None))
+        grads = jax.vmap(grad)(batch)
+        for i, x in enumerate(batch):
+            assert rel_err(grads[i], grad(x)) < 1e-13
