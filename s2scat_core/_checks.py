@@ -23,3 +23,16 @@ def check_choice(name: str, value, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
+
+
+def check_scales(L, N, J_min, delta_j):
+    """Validate the scale configuration; return ``(L, N, J_min, J, delta_j)`` with ``J = j_max(L)``."""
+    from .wavelets import j_max
+
+    L = check_int("L", L, minimum=2)
+    N = check_int("N", N, minimum=1)
+    J = j_max(L)
+    J_min = check_int("J_min", J_min, minimum=0, maximum=J - 1, hint=f" (j_max(L={L}) - 1)")
+    if delta_j is not None:
+        delta_j = check_int("delta_j", delta_j, minimum=1)
+    return L, N, J_min, J, delta_j

@@ -18,8 +18,7 @@ import itertools
 
 import numpy as np
 
-from . import wavelets
-from ._checks import check_int
+from ._checks import check_scales
 
 STATISTICS = ("mean", "var", "S1", "S2", "S3", "S4")
 
@@ -30,16 +29,6 @@ FIELDS = {
 ISOTROPIC_FIELDS = {**FIELDS, "S3": ("j1", "j2"), "S4": ("j1", "j2", "j3")}
 
 
-def _check(L, N, J_min, delta_j):
-    L = check_int("L", L, minimum=2)
-    N = check_int("N", N, minimum=1)
-    J = wavelets.j_max(L)
-    J_min = check_int("J_min", J_min, minimum=0, maximum=J - 1, hint=f" (j_max(L={L}) - 1)")
-    if delta_j is not None:
-        delta_j = check_int("delta_j", delta_j, minimum=1)
-    return L, N, J_min, J, delta_j
-
-
 def _partners(j1, J, delta_j):
     top = J if delta_j is None else min(j1 + delta_j, J)
     return range(j1 + 1, top + 1)
@@ -48,7 +37,7 @@ def _partners(j1, J, delta_j):
 def counts(L: int, N: int, J_min: int = 0, *, delta_j: int | None = None,
            isotropic: bool = False) -> dict[str, int]:
     """Number of entries of each statistic, e.g. ``{"mean": 1, ..., "S4": 3750}``."""
-    L, N, J_min, J, delta_j = _check(L, N, J_min, delta_j)
+    L, N, J_min, J, delta_j = check_scales(L, N, J_min, delta_j)
     K = 2 * N - 1
     nJ = J - J_min + 1
     pairs = [len(_partners(j1, J, delta_j)) for j1 in range(J_min, J)]
@@ -66,7 +55,7 @@ def labels(L: int, N: int, J_min: int = 0, *, delta_j: int | None = None,
     ``labels(16, 3)["S3"][7]`` gives ``(j1, j2, k2, k1)`` of entry 7 of ``S3``; field names are
     in :data:`FIELDS` (:data:`ISOTROPIC_FIELDS` when ``isotropic``).
     """
-    L, N, J_min, J, delta_j = _check(L, N, J_min, delta_j)
+    L, N, J_min, J, delta_j = check_scales(L, N, J_min, delta_j)
     K = range(2 * N - 1)
     rows = {"mean": [()], "var": [()]}
     rows["S1"] = rows["S2"] = list(itertools.product(range(J_min, J + 1), K))

@@ -23,7 +23,7 @@ import numpy as np
 from . import covariances as cov
 from . import labels as _labels
 from . import transforms, wavelets
-from ._checks import check_choice, check_int
+from ._checks import check_choice, check_scales
 from .transforms import directional
 from .transforms.base import expand_half, gl_weights
 
@@ -113,7 +113,9 @@ class Scattering:
 
         Args:
             flm: ``(..., L, L)`` (``m >= 0`` half, ``reality=True`` only) or ``(..., L, 2L-1)``
-                harmonic coefficients in s2fft's layout; leading axes are a batch.
+                harmonic coefficients in s2fft's layout; leading axes are a batch. With
+                ``reality=True`` a full array is read through its ``m >= 0`` half (the field is
+                taken to be real).
             norm: ``None``, or the output of :meth:`norm` for a reference field, shape
                 ``(nJ, 2N-1)`` (shared by the batch) or ``(..., nJ, 2N-1)`` (one per member).
 
@@ -182,12 +184,7 @@ def build(L: int, N: int, J_min: int = 0, *, reality: bool = True, mode: str = "
         delta_j: pair scales ``j1 < j2 <= j1 + delta_j`` only (``None``: all pairs), ``>= 1``.
         dtype: ``"float64"`` (default) or ``"float32"``.
     """
-    L = check_int("L", L, minimum=2)
-    N = check_int("N", N, minimum=1)
-    J = wavelets.j_max(L)
-    J_min = check_int("J_min", J_min, minimum=0, maximum=J - 1, hint=f" (j_max(L={L}) - 1)")
-    if delta_j is not None:
-        delta_j = check_int("delta_j", delta_j, minimum=1)
+    L, N, J_min, J, delta_j = check_scales(L, N, J_min, delta_j)
     for name, value in (("reality", reality), ("isotropic", isotropic)):
         if not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {value!r}")
