@@ -194,7 +194,7 @@ def build(L: int, N: int, J_min: int = 0, *, reality: bool = True, mode: str = "
         if wavelets.scale_directions(L, j, N) != N:
             Lj = wavelets.scale_bandlimit(L, j)
             raise ValueError(f"N={N} is too large for scale j={j} (band-limit {Lj}): the "
-                             f"coarsest scale carries at most N={Lj + (Lj % 2 == 0)}; "
+                             f"coarsest scale carries at most N={Lj + 1}; "
                              f"raise J_min or lower N")
     config = Config(L, N, J_min, bool(reality), mode, bool(isotropic), delta_j, dtype)
 
