@@ -44,7 +44,8 @@ def s2(w, q):
 
 def s3(second, w, q):
     """``S3[a, k2, k1]``; ``second (A, 2N-1, 2N-1, Lj, 2Lj-1)`` real, ``w (2N-1, Lj, 2Lj-1)``."""
-    return jnp.einsum("abktp,ktp->abk", second, w.real * q[:, None])
+    # A broadcast product and a sum: several times faster than einsum's transposes at high L.
+    return jnp.sum(second * (w.real * q[:, None]), axis=(-2, -1))
 
 
 def s4(second, q):

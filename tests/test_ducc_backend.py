@@ -30,13 +30,15 @@ def operator(L, N, J_min, reality, mode, isotropic, delta_j):
 
 def spin_coefficients(L, spin, batch, seed=0):
     """Random valid spin-``spin`` coefficients ``batch + (L, 2L-1)`` (zero for ``l < |spin|``)."""
-    flm = np.stack([random_full(L, seed + i) for i in range(int(np.prod(batch)))]).reshape(batch + (L, 2 * L - 1))
+    n = int(np.prod(batch))
+    flm = np.stack([random_full(L, seed + i) for i in range(n)]).reshape(batch + (L, 2 * L - 1))
     flm[..., :abs(spin), :] = 0
     return flm
 
 
 def halves(L, batch, seed=0):
-    return np.stack([random_half(L, seed + i) for i in range(int(np.prod(batch)))]).reshape(batch + (L, L))
+    n = int(np.prod(batch))
+    return np.stack([random_half(L, seed + i) for i in range(n)]).reshape(batch + (L, L))
 
 
 def random_maps(L, batch, seed=0):
@@ -52,6 +54,15 @@ def vjp_against(fn, x, seed=1):
 
 
 # ---------------------------------------------------------------------------- the transforms
+@pytest.mark.parametrize("L", [7, 16, 33])
+def test_ducc_grid_is_the_gl_grid(L):
+    from s2scat_core.transforms.ducc import _grid
+
+    kw, weights = _grid(L)
+    np.testing.assert_allclose(kw["theta"], transforms.gl_thetas(L), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(weights, transforms.gl_weights(L), rtol=1e-13, atol=0)
+
+
 @pytest.mark.parametrize("batch", [(), (2, 3)])
 @pytest.mark.parametrize("spin", SPINS)
 def test_synthesis_and_its_vjp_equal_precompute(spin, batch):

@@ -73,3 +73,13 @@ def test_precompute_and_recursive_agree(reality, L, N, J_min, delta_j, isotropic
 def test_unknown_mode_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="mode must be one of .*precompute"):
         s2scat_core.build(8, 2, mode="fast")
+
+
+def test_gl_grid_equals_s2fft():
+    from s2fft.sampling.s2_samples import thetas
+    from s2fft.utils.quadrature import quad_weights_gl
+
+    for L in (2, 17, 64):
+        np.testing.assert_allclose(transforms.gl_thetas(L), thetas(L, "gl"), rtol=0, atol=1e-14)
+        np.testing.assert_allclose(transforms.gl_weights(L), quad_weights_gl(L), rtol=1e-13)
+        assert np.isclose(transforms.gl_weights(L).sum() * (2 * L - 1), 4 * np.pi)

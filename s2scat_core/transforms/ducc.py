@@ -21,8 +21,8 @@ Spin fields (s2fft's ``f = sum_lm a_lm sY_lm``, full ``(L, 2L-1)`` layout). With
 ``Re f``, ``Im f`` = the spin-0 transforms of ``G`` and ``C``. For ``s < 0``, ``conj(f)`` is the
 spin-``|s|`` field of ``(-1)^{s+m} conj(a_{l,-m})``, whose pair is ``(-1)^s (G, -C)``.
 
-Adjoints and JAX's cotangents. ``leg2alm``/``r2c`` without weights is the adjoint of
-``alm2leg``/``c2r`` for the inner product that counts every ``(l, m)`` of the full sphere
+Adjoints and JAX's cotangents. ``r2c`` then ``leg2alm`` without weights is the adjoint of
+``alm2leg`` then ``c2r`` for the inner product that counts every ``(l, m)`` of the full sphere
 (``m > 0`` twice on the half), and for these inner products the adjoint of the pairing is
 its inverse, ``unpair``: ``a = sigma (G + i C)``, ``a_{l,-m} = (-1)^m sigma conj(G - i C)``.
 JAX pairs a cotangent ``c`` with a tangent ``t`` as ``Re sum c t`` (no conjugate), so:
@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import SphericalTransforms, gl_thetas, gl_weights, register
+from .base import SphericalTransforms, register
 
 _NTHREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -57,9 +57,14 @@ _NTHREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") els
 # ------------------------------------------------------------------ NumPy kernels (one call)
 @functools.lru_cache(maxsize=None)
 def _grid(L):
-    """ducc0 keywords for the GL rings of band-limit ``L`` and coefficients read in place."""
+    """ducc0 keywords for the GL rings of band-limit ``L`` (coefficients read in place), and
+    the ring weights ``(L,)`` (``2 pi/(2L-1)`` included). ducc0's nodes and weights equal
+    :func:`.base.gl_thetas` and :func:`.base.gl_weights` to ~1e-15 and take microseconds
+    where those take seconds at ``L = 1024``."""
     m = np.arange(L, dtype=np.uintp)
-    return dict(lmax=L - 1, theta=gl_thetas(L), mval=m, mstart=m, lstride=L), gl_weights(L)
+    theta = np.asarray(ducc0.misc.GL_thetas(L), np.float64)
+    return (dict(lmax=L - 1, theta=theta, mval=m, mstart=m, lstride=L),
+            np.asarray(ducc0.misc.GL_weights(L, 2 * L - 1), np.float64))
 
 
 def _threads(L):
@@ -85,20 +90,22 @@ def _alm2leg(alm, spin, ring_weights=False):
 
 
 def _leg2map(leg, out=None):
-    """``sum_m leg[..., t, m] e^{i m phi_p}`` (real field, ``m >= 0`` given): ``(..., L, L)`` -> ``(..., L, 2L-1)``."""
+    """``sum_m leg[..., t, m] e^{i m phi_p}`` (real field, ``m >= 0`` given).
+
+    ``(..., L, L)`` -> ``(..., L, 2L-1)``."""
     L = leg.shape[-1]
     return ducc0.fft.c2r(leg, axes=(leg.ndim - 1,), lastsize=2 * L - 1, forward=False, inorm=0,
                          nthreads=_threads(L), out=out)
 
 
-def _map2alm(maps, spin, ring_weights=False):
-    """Adjoint of :func:`_alm2leg` + :func:`_leg2map`: ``(n, ncomp, L, 2L-1)`` real -> ``(n, ncomp, L, L)``.
+def _leg2alm(leg, spin, ring_weights=False):
+    """Adjoint of :func:`_alm2leg`: ``(n, ncomp, L, L)`` -> ``(n, ncomp, L, L)`` halves.
 
-    With ``ring_weights`` this is the GL analysis (quadrature), otherwise the adjoint synthesis.
+    After :func:`_map2leg` and with ``ring_weights`` (applied to ``leg`` in place) this is the
+    GL analysis (quadrature); without, the adjoint synthesis.
     """
-    L = maps.shape[-2]
+    L = leg.shape[-2]
     kw, w = _grid(L)
-    leg = ducc0.fft.r2c(maps, axes=(maps.ndim - 1,), forward=True, inorm=0, nthreads=_threads(L))
     if ring_weights:
         leg *= w[:, None]
     alm = np.zeros_like(leg)
@@ -106,6 +113,15 @@ def _map2alm(maps, spin, ring_weights=False):
     for x, out in zip(leg.reshape(-1, step, L, L), alm.reshape(-1, step, L * L)):
         ducc0.sht.leg2alm(leg=x, spin=spin, alm=out, nthreads=_threads(L), **kw)
     return alm
+
+
+def _map2leg(maps, out=None):
+    """``sum_p maps[..., t, p] e^{-i m phi_p}``, ``m = 0..L-1`` (adjoint of :func:`_leg2map`).
+
+    ``(..., L, 2L-1)`` -> ``(..., L, L)``."""
+    L = maps.shape[-2]
+    return ducc0.fft.r2c(maps, axes=(maps.ndim - 1,), forward=True, inorm=0,
+                         nthreads=_threads(L), out=out)
 
 
 def _signs(L):
@@ -125,7 +141,7 @@ def _factors(spin):
 
 
 def _pair(a, spin):
-    """Full ``(..., L, 2L-1)`` coefficients -> ``(..., 2, L, L)`` ducc0 pair ``(G, C)`` for ``|spin|``."""
+    """Full ``(..., L, 2L-1)`` coefficients -> ducc0 pair ``(G, C)`` of ``|spin|``, ``(..., 2, L, L)``."""
     L = a.shape[-2]
     se, kappa = _factors(spin)
     pos = a[..., L - 1:]
@@ -140,7 +156,7 @@ def _pair(a, spin):
 
 
 def _unpair(pair, spin):
-    """Inverse of :func:`_pair` (on adjoint outputs: the adjoint of the pairing): ``(..., 2, L, L)`` -> ``(..., L, 2L-1)``."""
+    """Inverse of :func:`_pair`, also its adjoint: ``(..., 2, L, L)`` -> ``(..., L, 2L-1)``."""
     L = pair.shape[-1]
     se, kappa = _factors(spin)
     G, C = pair[..., 0, :, :], pair[..., 1, :, :]
@@ -183,11 +199,13 @@ def _synthesis(a, L, spin, cdtype):
 def _synthesis_ct(ct, L, spin, cdtype):
     """JAX cotangent of :func:`_synthesis`, ``A^T ct = conj(A^H conj(ct))``: ``(..., L, 2L-1)``."""
     ct = np.asarray(ct, cdtype)
-    maps = np.empty(ct.shape[:-2] + (2, L, 2 * L - 1), ct.real.dtype)
-    maps[..., 0, :, :] = ct.real  # conj(ct) = Re - i Im; spin < 0 conjugates once more
-    np.multiply(ct.imag, -1.0 if spin >= 0 else 1.0, out=maps[..., 1, :, :])
-    alm = _map2alm(maps.reshape(-1, 2, L, 2 * L - 1), abs(spin))
-    out = _unpair(alm, spin)
+    flat = ct.reshape(-1, L, 2 * L - 1)
+    leg = np.empty((flat.shape[0], 2, L, L), cdtype)
+    _map2leg(flat.real, out=leg[:, 0])
+    _map2leg(flat.imag, out=leg[:, 1])
+    if spin >= 0:  # conj(ct) = Re - i Im; spin < 0 conjugates once more
+        leg[:, 1] *= -1
+    out = _unpair(_leg2alm(leg, abs(spin)), spin)
     return np.conj(out, out=out).reshape(ct.shape)
 
 
@@ -200,7 +218,7 @@ def _synthesis_real(a, L, cdtype):
 def _synthesis_real_ct(g, L, cdtype):
     """JAX cotangent of :func:`_synthesis_real`, ``conj(R* g)``: ``(..., L, 2L-1)`` -> ``(..., L, L)``."""
     maps, lead = _flat(np.asarray(g, np.finfo(cdtype).dtype))
-    alm = _map2alm(maps, 0)
+    alm = _leg2alm(_map2leg(maps), 0)
     np.conj(alm, out=alm)
     alm *= _m_weights(L, 1.0, 2.0)
     return alm.reshape(lead + (L, L))
@@ -209,7 +227,7 @@ def _synthesis_real_ct(g, L, cdtype):
 def _analysis_real(f, L, cdtype):
     """Real spin-0 analysis: ``(..., L, 2L-1)`` real -> ``(..., L, L)`` half."""
     maps, lead = _flat(np.asarray(f, np.finfo(cdtype).dtype))
-    return _map2alm(maps, 0, ring_weights=True).reshape(lead + (L, L))
+    return _leg2alm(_map2leg(maps), 0, ring_weights=True).reshape(lead + (L, L))
 
 
 def _analysis_real_ct(c, L, cdtype):
@@ -225,10 +243,18 @@ def _callback(fn, x, shape, dtype):
     return jax.pure_callback(fn, out, x, vmap_method="broadcast_all")
 
 
-_KINDS = {  # kind: (forward, cotangent, core input shape, core output shape, input/output complex?)
-    "synthesis": (_synthesis, _synthesis_ct, lambda L: (L, 2 * L - 1), lambda L: (L, 2 * L - 1), True, True),
-    "synthesis_real": (_synthesis_real, _synthesis_real_ct, lambda L: (L, L), lambda L: (L, 2 * L - 1), True, False),
-    "analysis_real": (_analysis_real, _analysis_real_ct, lambda L: (L, 2 * L - 1), lambda L: (L, L), False, True),
+def _half(L):
+    return (L, L)
+
+
+def _grid_shape(L):
+    return (L, 2 * L - 1)
+
+
+_KINDS = {  # kind: (forward, cotangent, core input shape, core output shape, in/out complex)
+    "synthesis": (_synthesis, _synthesis_ct, _grid_shape, _grid_shape, True, True),
+    "synthesis_real": (_synthesis_real, _synthesis_real_ct, _half, _grid_shape, True, False),
+    "analysis_real": (_analysis_real, _analysis_real_ct, _grid_shape, _half, False, True),
 }
 
 
@@ -249,7 +275,8 @@ def _linear(kind, L, spin, real):
         return f(x), None
 
     def f_bwd(_, ct):
-        return (_callback(functools.partial(cotangent, **kw), ct.astype(out_dtype), in_shape(L), in_dtype),)
+        ct = ct.astype(out_dtype)
+        return (_callback(functools.partial(cotangent, **kw), ct, in_shape(L), in_dtype),)
 
     f.defvjp(f_fwd, f_bwd)
     return lambda x: f(jnp.asarray(x).astype(in_dtype))
