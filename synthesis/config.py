@@ -52,10 +52,10 @@ class ExperimentInfo:
 
 @dataclasses.dataclass(frozen=True)
 class Lognormal:
-    sigma: float = option(1.0, "", "standard deviation of the Gaussian field g before "
+    sigma: float = option(0.8, "", "standard deviation of the Gaussian field g before "
                           "exponentiation, delta = exp(g - sigma^2/2) - 1 (sets the skewness)",
                           minimum=1e-3, maximum=5.0)
-    distance: float = option(400.0, "Mpc/h", "comoving distance of the thin shell; C_ell = "
+    distance: float = option(200.0, "Mpc/h", "comoving distance of the thin shell; C_ell = "
                              "P((ell + 1/2) / distance) (Limber)", minimum=1.0)
     gamma: float = option(0.2, "", "BBKS shape parameter Gamma = Omega_m h of the matter power "
                           "spectrum", minimum=1e-3)
@@ -141,7 +141,7 @@ class Synthesis:
     precondition: bool = option(True, "", "optimise flm / sqrt(C_ell^target) instead of flm "
                                 "(same minima, better conditioned)")
     tolerance: float = option(0.0, "", "stop a sample when loss <= tolerance * its initial loss "
-                              "(0: run the whole budget)", minimum=0.0)
+                              "(0: run the whole budget)", minimum=0.0, maximum=0.99)
     chunk: int = option(10, "steps", "steps per compiled chunk; the host reports progress "
                         "between chunks", minimum=1)
     weights: Weights = section(Weights)

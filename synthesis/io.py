@@ -29,11 +29,18 @@ def atomic_path(path, suffix: str | None = None):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path, text: str) -> Path:
@@ -44,8 +51,34 @@ def write_text(path, text: str) -> Path:
 
 
 def write_json(path, data) -> Path:
-    """Write ``data`` as indented JSON atomically (NumPy scalars and arrays become numbers/lists)."""
-    return write_text(path, json.dumps(data, indent=2, default=_jsonable) + "\n")
+    """Write ``data`` as indented JSON atomically: NumPy values become numbers/lists, NaN and
+    infinities become ``null``, and lists of numbers stay on one line."""
+    return write_text(path, _dumps(_plain(data)) + "\n")
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _dumps(value, level: int = 0) -> str:
+    pad = "  " * (level + 1)
+    if isinstance(value, dict) and value:
+        items = [f"{pad}{json.dumps(k)}: {_dumps(v, level + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + "  " * level + "}"
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        items = [pad + _dumps(v, level + 1) for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + "  " * level + "]"
+    return json.dumps(value)
 
 
 def write_npz(path, **arrays) -> Path:
@@ -54,13 +87,3 @@ def write_npz(path, **arrays) -> Path:
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, **arrays)
     return Path(path)
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")

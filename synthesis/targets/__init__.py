@@ -21,7 +21,8 @@ import numpy as np
 from . import demo, files
 from .files import read_coefficients
 
-__all__ = ["TargetField", "demo", "files", "load", "read_coefficients", "standardise"]
+__all__ = ["TargetField", "demo", "demo_map", "files", "load", "read_coefficients", "standardise",
+           "write_map"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,3 +64,34 @@ def load(target, L: int) -> TargetField:
         flm = standardise(flm)
         text += ", standardised"
     return TargetField(np.asarray(flm), text)
+
+
+def demo_map(target, bandlimit: int) -> np.ndarray:
+    """The generated demo field of a ``[target]`` section as a HEALPix map (RING), before any
+    band-limiting to the experiment's ``L``; ``nside`` follows from ``bandlimit``."""
+    if target.source == "file":
+        raise ValueError("target.source must be 'lognormal' or 'filaments' to generate a map, "
+                         "got 'file'")
+    generator = {"lognormal": demo.lognormal_map, "filaments": demo.filaments_map}[target.source]
+    return generator(bandlimit, seed=target.seed, **dataclasses.asdict(getattr(target, target.source)))
+
+
+def write_map(m, path) -> "Path":
+    """Write a HEALPix map (RING): FITS (float32, healpy) or ``.npy`` (float64), atomically."""
+    from pathlib import Path
+
+    from ..io import atomic_path
+
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, np.asarray(m, dtype=np.float64))
+    elif files._is_fits(path):
+        import healpy as hp
+
+        with atomic_path(path, suffix=".fits") as tmp:
+            hp.write_map(str(tmp), np.asarray(m, dtype=np.float32), overwrite=True, dtype=np.float32)
+    else:
+        raise ValueError(f"--out must end with .fits or .npy, got {str(path)!r}")
+    return path

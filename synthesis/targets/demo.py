@@ -32,7 +32,7 @@ def _nside(bandlimit: int) -> int:
     return max(32, 1 << int(np.ceil(np.log2(bandlimit))))
 
 
-def bbks_cl(L: int, distance: float = 400.0, gamma: float = 0.2, n_s: float = 0.96) -> np.ndarray:
+def bbks_cl(L: int, distance: float = 200.0, gamma: float = 0.2, n_s: float = 0.96) -> np.ndarray:
     """Shape of the thin-shell angular power spectrum ``C_ell`` (``ell < L``), ``C_0 = 0``, max 1."""
     ell = np.arange(L, dtype=np.float64)
     k = (ell + 0.5) / distance
@@ -61,7 +61,7 @@ def _to_flm(m: np.ndarray, L: int) -> np.ndarray:
     return harmonics.from_map(m, L, "healpix")
 
 
-def lognormal_map(bandlimit: int, *, seed: int = 1, sigma: float = 1.0, distance: float = 400.0,
+def lognormal_map(bandlimit: int, *, seed: int = 1, sigma: float = 0.8, distance: float = 200.0,
                   gamma: float = 0.2, n_s: float = 0.96) -> np.ndarray:
     """The lognormal field ``delta`` as a HEALPix map (RING, ``nside`` from ``bandlimit``)."""
     import healpy as hp
@@ -74,8 +74,8 @@ def lognormal_map(bandlimit: int, *, seed: int = 1, sigma: float = 1.0, distance
     return np.expm1(g - sigma**2 / 2)
 
 
-def lognormal(L: int, *, seed: int = 1, bandlimit: int | None = None, sigma: float = 1.0,
-              distance: float = 400.0, gamma: float = 0.2, n_s: float = 0.96) -> np.ndarray:
+def lognormal(L: int, *, seed: int = 1, bandlimit: int | None = None, sigma: float = 0.8,
+              distance: float = 200.0, gamma: float = 0.2, n_s: float = 0.96) -> np.ndarray:
     """Coefficients ``(L, 2L-1)`` of the lognormal demo field (see the module doc).
 
     Args:

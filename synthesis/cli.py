@@ -1,0 +1,184 @@
+"""The ``s2scat-synth`` command (also ``python -m synthesis``).
+
+    s2scat-synth run [CONFIG] [--out DIR] [--set key=value ...] [--quiet] [--gif PATH]
+    s2scat-synth encode FILES... --out stats.npz [--isotropic] [--L 64] [--N 3] [--J-min 0] ...
+    s2scat-synth generate [CONFIG] --out map.fits [--set ...]   the demo target as a map
+    s2scat-synth list                       shipped experiments
+    s2scat-synth show [CONFIG] [--set ...]  the resolved experiment as TOML
+    s2scat-synth schema [--markdown]        every key with its default, unit and meaning
+
+``CONFIG`` is a TOML file or the name of a shipped experiment; without it, ``run`` runs
+``quickstart``. A bad config, input file or argument ends with one line on stderr and exit code
+2; Ctrl-C during ``run`` writes what it has (marked partial) and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import config as cfg
+
+PROG = "s2scat-synth"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Synthesise spherical maps from their directional "
+                "scattering covariances, and encode maps into them.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="run an experiment (default: quickstart)")
+    r.add_argument("config", nargs="?", help="experiment TOML file or shipped experiment name")
+    r.add_argument("--out", help="output folder (default: output.dir or runs/<name>)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key, e.g. --set statistics.L=32 (repeatable)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--gif", metavar="PATH", help="also copy the GIF to PATH (e.g. "
+                   "assets/synthesis.gif)")
+
+    e = sub.add_parser("encode", help="scattering covariances of maps/coefficients as rows")
+    e.add_argument("files", nargs="+", help="HEALPix FITS/.npy maps, MW/GL .npy maps, .npy or "
+                   "FITS coefficients")
+    e.add_argument("--out", required=True, help="output .npz")
+    e.add_argument("--L", type=int, default=64, help="band-limit (default 64)")
+    e.add_argument("--N", type=int, default=3, help="directions parameter (default 3)")
+    e.add_argument("--J-min", type=int, default=0, dest="J_min", help="first scale (default 0)")
+    e.add_argument("--delta-j", type=int, default=None, dest="delta_j",
+                   help="pair scales up to j1 + delta_j only")
+    e.add_argument("--isotropic", action="store_true", help="sum S3, S4 over directions")
+    e.add_argument("--format", default="auto", choices=("auto", "healpix", "mw", "gl", "alm"),
+                   help="what the files hold (2D real .npy maps need mw or gl)")
+    e.add_argument("--field", type=int, default=0, help="FITS column of HEALPix maps")
+    e.add_argument("--norm", default="self", choices=("self", "first", "none"),
+                   help="normalise by each input's own power (self), the first input's, or not")
+    e.add_argument("--standardise", action="store_true", help="zero mean, unit variance first")
+    e.add_argument("--mode", default="auto", help="transform backend (default auto)")
+
+    g = sub.add_parser("generate", help="write an experiment's demo target as a HEALPix map")
+    g.add_argument("config", nargs="?", help="experiment whose [target] is generated (default "
+                   "quickstart)")
+    g.add_argument("--out", required=True, help="output map, .fits (float32) or .npy (float64)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    sub.add_parser("list", help="list the shipped experiments")
+    s = sub.add_parser("show", help="print the resolved experiment as TOML")
+    s.add_argument("config", nargs="?")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    sc = sub.add_parser("schema", help="every experiment key, default, unit and meaning")
+    sc.add_argument("--markdown", action="store_true", help="as a Markdown table")
+    return p
+
+
+def load_experiment(name_or_path: str | None, overrides=()) -> cfg.Experiment:
+    """The experiment named on the command line (default: quickstart) with ``--set`` applied."""
+    path = cfg.find_experiment(name_or_path)
+    exp = cfg.load(path) if path is not None else cfg.Experiment()
+    return cfg.apply_overrides(exp, overrides) if overrides else exp
+
+
+def _run(args) -> int:
+    from .run import run_experiment
+
+    exp = load_experiment(args.config, args.set)
+    outcome = run_experiment(exp, args.out, progress=not args.quiet)
+    gif = outcome.out_dir / "synthesis.gif"
+    if args.gif and gif.is_file():
+        from .io import atomic_path
+
+        with atomic_path(args.gif) as tmp:
+            tmp.write_bytes(gif.read_bytes())
+    m = outcome.metrics
+    summary = [f"wrote {outcome.out_dir}/ ({len(outcome.files)} files) in {m['wall_time_s']:.1f} s"]
+    if "loss" in m:
+        summary.append(f"loss x{m['loss']['ratio']:.1e}")
+    if "cl" in m:
+        summary.append(f"C_l error {m['cl']['rel_error']:.1%}, skewness error "
+                       f"{m['pdf']['skewness_rel_error']:.1%}")
+    print("; ".join(summary) + ("  [PARTIAL]" if outcome.partial else ""))
+    return 130 if outcome.partial else 0
+
+
+def _encode(args) -> int:
+    from . import encode
+
+    table = encode.encode(args.files, L=args.L, N=args.N, J_min=args.J_min,
+                          isotropic=args.isotropic, delta_j=args.delta_j, format=args.format,
+                          field=args.field, norm=args.norm, mode=args.mode,
+                          standardise=args.standardise)
+    path = encode.write(table, args.out)
+    n, d = table["covariances"].shape
+    print(f"wrote {path}: {n} input(s) x {d} statistics")
+    return 0
+
+
+def _generate(args) -> int:
+    from . import targets
+
+    exp = load_experiment(args.config, args.set)
+    bandlimit = exp.target.bandlimit or exp.statistics.L
+    m = targets.demo_map(exp.target, bandlimit)
+    path = targets.write_map(m, args.out)
+    print(f"wrote {path}: {exp.target.source} field, seed {exp.target.seed}, band-limit "
+          f"{bandlimit}, {m.size} HEALPix pixels")
+    return 0
+
+
+def _list(_args) -> int:
+    for path in sorted(cfg.experiments_dir().glob("*.toml")):
+        try:
+            exp = cfg.load(path)
+            print(f"{path.stem:<22} {exp.experiment.description}")
+        except cfg.ConfigError as err:
+            print(f"{path.stem:<22} (invalid: {err})")
+    return 0
+
+
+def _show(args) -> int:
+    print(cfg.to_toml(load_experiment(args.config, args.set)), end="")
+    return 0
+
+
+def _schema(args) -> int:
+    rows = list(cfg.schema_rows())
+    if args.markdown:
+        print("| key | type | default | unit | meaning |\n|---|---|---|---|---|")
+        for key, tp, default, unit, doc in rows:
+            print(f"| `{key}` | {tp} | `{cfg._toml_value(default)}` | {unit} | {doc} |")
+    else:
+        for key, tp, default, unit, doc in rows:
+            unit = f" [{unit}]" if unit else ""
+            print(f"{key} = {cfg._toml_value(default)}  ({tp}{unit}) {doc}")
+    return 0
+
+
+COMMANDS = {"run": _run, "encode": _encode, "generate": _generate, "list": _list, "show": _show,
+            "schema": _schema}
+
+
+def main(argv=None) -> int:
+    """Entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, TypeError, OSError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,84 @@
+r"""Compression: the scattering covariances of many fields as rows of one table.
+
+``encode(paths, L=..., N=...)`` reads every file (:func:`synthesis.targets.read_coefficients`),
+stacks the coefficients ``(n, L, 2L-1)`` and computes their statistics with **one** batched
+``op.scatter`` call. Each row is ``[mean, var, S1..., S2..., S3..., S4...]`` (S2SCAT 0.0.3's
+order and flattening); the label arrays say what each column is.
+
+Normalisation (``norm``): ``"self"`` (default) divides each field's S1-S4 by its own power per
+scale and direction (``op.norm`` of that field, S2SCAT's convention: S2 becomes 1 and the rest
+measure shape rather than amplitude); ``"first"`` uses the first file's for every row; ``"none"``
+leaves them raw. ``mean`` and ``var`` are never normalised.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import s2scat_core
+from s2scat_core.labels import STATISTICS
+
+from .engine import resolve_mode
+from .io import write_npz
+from .targets import read_coefficients, standardise as _standardise
+
+NORMS = ("self", "first", "none")
+LABEL_FIELDS = ("j1", "j2", "j3", "k1", "k2", "k3")
+
+
+def column_labels(op) -> dict[str, np.ndarray]:
+    """``statistic (D,)`` names, ``column (D,)`` readable names and ``j1..k3 (D,)`` integer
+    labels (``-1`` where a statistic has no such index; S1/S2's ``(j, k)`` are ``j1, k1``)."""
+    names, columns = [], []
+    ints = {f: [] for f in LABEL_FIELDS}
+    for stat, lab in op.labels().items():
+        fields = [f for f in (lab.dtype.names or ()) if f != "entry"]
+        for row in lab:
+            names.append(stat)
+            given = {("j1" if f == "j" else "k1" if f == "k" else f): int(row[f]) for f in fields}
+            columns.append(stat + ("[" + ",".join(f"{f}={row[f]}" for f in fields) + "]"
+                                   if fields else ""))
+            for f in LABEL_FIELDS:
+                ints[f].append(given.get(f, -1))
+    out = {"statistic": np.array(names), "column": np.array(columns)}
+    out.update({f: np.array(v, dtype=np.int32) for f, v in ints.items()})
+    return out
+
+
+def encode(paths, *, L: int = 64, N: int = 3, J_min: int = 0, isotropic: bool = False,
+           delta_j: int | None = None, format: str = "auto", field: int = 0, norm: str = "self",
+           mode: str = "auto", standardise: bool = False) -> dict[str, np.ndarray]:
+    """Covariance table of the fields in ``paths``: ``covariances (n, D)`` plus labels.
+
+    Args:
+        paths: map or coefficient files (see :mod:`synthesis.targets.files`).
+        L, N, J_min, isotropic, delta_j, mode: the statistics (:func:`s2scat_core.build`).
+        format, field: how to read the files.
+        norm: ``"self"``, ``"first"`` or ``"none"`` (module doc).
+        standardise: zero mean and unit variance first (as synthesis targets).
+    """
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ValueError("encode needs at least one input file")
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    flms = np.stack([read_coefficients(p, L, format=format, field=field, name="input")
+                     for p in paths])
+    if standardise:
+        flms = _standardise(flms)
+    op = s2scat_core.build(L, N, J_min, mode=resolve_mode(mode), isotropic=isotropic,
+                           delta_j=delta_j)
+    scale = None if norm == "none" else op.norm(flms if norm == "self" else flms[0])
+    cov = op.scatter(flms, norm=scale)
+    table = np.concatenate([np.asarray(c).reshape(len(paths), -1) for c in cov], axis=1)
+    out = {"covariances": table, "files": np.array(paths), "L": L, "N": N, "J_min": J_min,
+           "isotropic": isotropic, "norm": norm, "mode": op.config.mode,
+           "statistics": np.array(STATISTICS)}
+    out.update(column_labels(op))
+    return out
+
+
+def write(table: dict, path) -> Path:
+    """Write :func:`encode`'s output as an ``.npz`` (atomically)."""
+    return write_npz(path, **table)

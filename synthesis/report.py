@@ -1,0 +1,292 @@
+r"""Validation of the samples against the target: numbers (``metrics.json``) and a figure.
+
+All maps are HEALPix maps of the band-limited coefficients at ``nside`` (default: the smallest
+power of two ``>= L``), standardised with the **target's** pixel mean and standard deviation
+(``u = (f - mean_t) / std_t``), so target and samples share one scale.
+
+Numbers (``compute_metrics``):
+
+* ``cl``: ``C_l = sum_m |f_lm|^2 / (2l+1)``. Over the band ``l_min <= l < L`` with
+  ``l_min = max(2, 2^J_min)`` (the degrees the wavelets constrain), in dyadic bins
+  ``[2^k, 2^(k+1))``: band powers ``P_b = sum_{l in b} (2l+1) C_l``;
+  ``rel_error_bins[b] = |mean_samples P_b / P_b^target - 1|``; ``rel_error`` = their mean,
+  ``rel_error_max`` their maximum; ``rel_error_per_ell``: the mean over ``l`` of
+  ``|mean_samples C_l / C_l^target - 1|`` without binning (dominated by the few modes at low l).
+* ``pdf``: ``wasserstein1``: the earth mover's distance between the target's pixel values
+  and each sample's (same number of pixels: the mean of ``|sorted u_t - sorted u_s|``), mean
+  over samples, in units of ``std_t``; ``ks``: the largest gap between the two empirical CDFs,
+  mean over samples; skewness and excess kurtosis of target and samples;
+  ``skewness_rel_error = |mean_samples skew - skew_t| / |skew_t|``.
+* ``minkowski``: ``V0, V1, V2`` (:mod:`synthesis.minkowski`) at ``thresholds`` values of ``nu``
+  on ``[-3, 4]``; ``distance[k] = rms_nu(mean_samples V_k - V_k^target) / max_nu |V_k^target|``.
+* ``loss``: mean loss at the start and the end, their ratio, and each sample's.
+* ``statistics``: for each of mean, var, S1..S4 (normalised by the target),
+  ``rms(mean_samples - target) / rms(target)``.
+* ``criteria``: the project's quality bar: ``cl_within_10pct`` (``cl.rel_error <= 0.1``),
+  ``skewness_within_20pct``, ``loss_reduced_1000x``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from s2scat_core import harmonics
+from s2scat_core.labels import STATISTICS
+
+from . import minkowski
+from .io import atomic_path
+from .params import power_spectrum
+from .render import _project, mollweide_pixels
+
+__all__ = ["auto_nside", "compute", "compute_metrics", "write_figure"]
+
+
+def auto_nside(L: int) -> int:
+    """Smallest power of two ``>= L`` (at least 16)."""
+    return max(16, 1 << int(np.ceil(np.log2(L))))
+
+
+def _moments(u):
+    u = np.asarray(u, dtype=np.float64)
+    d = u - u.mean(axis=-1, keepdims=True)
+    var = np.mean(d**2, axis=-1)
+    return np.mean(d**3, axis=-1) / var**1.5, np.mean(d**4, axis=-1) / var**2 - 3
+
+
+def dyadic_bins(l_min: int, L: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` bins ``[2^k, 2^(k+1))`` clipped to ``[l_min, L)``."""
+    bins, k = [], 0
+    while 2**k < L:
+        lo, hi = max(2**k, l_min), min(2 ** (k + 1), L)
+        if hi > lo:
+            bins.append((lo, hi))
+        k += 1
+    return bins
+
+
+def compute(target_flm, samples_flm, *, op=None, nside: int = 0, thresholds: int = 31,
+            bins: int = 60, J_min: int = 0) -> dict:
+    """Everything the figure and the metrics need (arrays), from the coefficients.
+
+    ``target_flm (L, 2L-1)``, ``samples_flm (count, L, 2L-1)``; ``op``: the statistics'
+    operator (``None``: no scattering panels/metrics).
+    """
+    import healpy as hp
+
+    target_flm = np.asarray(target_flm)
+    samples_flm = np.asarray(samples_flm)
+    L = target_flm.shape[0]
+    nside = nside or auto_nside(L)
+    t_map = hp.alm2map(harmonics.to_healpy_alm(target_flm), nside, lmax=L - 1)
+    s_maps = np.stack([hp.alm2map(harmonics.to_healpy_alm(s), nside, lmax=L - 1)
+                       for s in samples_flm])
+    mean, std = float(t_map.mean()), float(t_map.std())
+    std = std if std > 0 else 1.0
+    ut, us = (t_map - mean) / std, (s_maps - mean) / std
+    nus = np.linspace(-3.0, 4.0, thresholds)
+    mf_t = minkowski.functionals(target_flm, nus, nside=nside, mean=mean, std=std)
+    mf_s = np.stack([minkowski.functionals(s, nus, nside=nside, mean=mean, std=std)
+                     for s in samples_flm])
+    lo = min(ut.min(), us.min())
+    hi = max(ut.max(), us.max())
+    edges = np.linspace(lo, hi, bins + 1)
+    pdf_t = np.histogram(ut, edges, density=True)[0]
+    pdf_s = np.stack([np.histogram(u, edges, density=True)[0] for u in us])
+    out = dict(L=L, nside=nside, cl_t=power_spectrum(target_flm), cl_s=power_spectrum(samples_flm),
+               u_t=ut, u_s=us, edges=edges, pdf_t=pdf_t, pdf_s=pdf_s, nus=nus, mf_t=mf_t,
+               mf_s=mf_s, J_min=J_min, t_map=t_map, s_maps=s_maps)
+    if op is not None:
+        norm = op.norm(target_flm)
+        cov_t = op.scatter(target_flm, norm=norm)
+        cov_s = op.scatter(samples_flm, norm=norm)
+        out["cov_t"] = {k: np.asarray(v) for k, v in zip(STATISTICS, cov_t)}
+        out["cov_s"] = {k: np.asarray(v) for k, v in zip(STATISTICS, cov_s)}
+        out["labels"] = op.labels()
+    return out
+
+
+def compute_metrics(data: dict, *, history=None, sample_losses=None) -> dict:
+    """The numbers of ``metrics.json`` from :func:`compute`'s output and the loss records."""
+    L = data["L"]
+    l_min = max(2, 2 ** data["J_min"])
+    cl_t, cl_s = data["cl_t"], data["cl_s"].mean(axis=0)
+    ell = np.arange(L)
+    band_bins = dyadic_bins(l_min, L)
+    errors = []
+    for lo, hi in band_bins:
+        w = 2 * ell[lo:hi] + 1
+        errors.append(abs(cl_s[lo:hi] @ w / (cl_t[lo:hi] @ w) - 1))
+    keep = (ell >= l_min) & (cl_t > 0)
+    per_ell = float(np.mean(np.abs(cl_s[keep] / cl_t[keep] - 1))) if keep.any() else float("nan")
+
+    ut, us = data["u_t"], data["u_s"]
+    sorted_t = np.sort(ut)
+    w1 = float(np.mean([np.mean(np.abs(sorted_t - np.sort(u))) for u in us]))
+    grid = np.sort(np.concatenate([ut, us.ravel()]))
+    cdf_t = np.searchsorted(sorted_t, grid, side="right") / ut.size
+    ks = float(np.mean([np.max(np.abs(cdf_t - np.searchsorted(np.sort(u), grid, side="right")
+                                      / u.size)) for u in us]))
+    skew_t, kurt_t = _moments(ut)
+    skew_s, kurt_s = _moments(us)
+    skew_err = float(abs(skew_s.mean() - skew_t) / abs(skew_t)) if skew_t != 0 else float("nan")
+
+    mf_t, mf_s = data["mf_t"], data["mf_s"].mean(axis=0)
+    mf_dist = [float(np.sqrt(np.mean((mf_s[k] - mf_t[k]) ** 2)) / max(np.abs(mf_t[k]).max(), 1e-300))
+               for k in range(3)]
+
+    metrics = {
+        "cl": {"l_min": l_min, "bins": band_bins, "rel_error_bins": errors,
+               "rel_error": float(np.mean(errors)) if errors else float("nan"),
+               "rel_error_max": float(np.max(errors)) if errors else float("nan"),
+               "rel_error_per_ell": per_ell},
+        "pdf": {"wasserstein1": w1, "ks": ks, "skewness_target": float(skew_t),
+                "skewness_samples": skew_s.tolist(), "skewness_samples_mean": float(skew_s.mean()),
+                "skewness_rel_error": skew_err, "kurtosis_target": float(kurt_t),
+                "kurtosis_samples_mean": float(kurt_s.mean())},
+        "minkowski": {"thresholds": data["nus"].tolist(), "distance": mf_dist,
+                      "distance_mean": float(np.mean(mf_dist)), "nside": data["nside"]},
+    }
+    if "cov_t" in data:
+        rel = {}
+        for k in STATISTICS:
+            t, s = data["cov_t"][k].ravel(), data["cov_s"][k].reshape(len(us), -1).mean(axis=0)
+            scale = np.sqrt(np.mean(t**2))
+            rel[k] = float(np.sqrt(np.mean((s - t) ** 2)) / scale) if scale > 0 else float(
+                np.sqrt(np.mean((s - t) ** 2)))
+        metrics["statistics"] = {"rel_rms_error": rel}
+    if history is not None and len(history):
+        history = np.asarray(history, dtype=float)
+        loss = {"initial": float(history[0]), "final": float(history[-1]),
+                "ratio": float(history[-1] / history[0]) if history[0] > 0 else float("nan")}
+        if sample_losses is not None and len(sample_losses):
+            sl = np.asarray(sample_losses, dtype=float)
+            loss["initial_per_sample"] = sl[0].tolist()
+            loss["final_per_sample"] = sl[-1].tolist()
+            loss["ratio_per_sample"] = (sl[-1] / sl[0]).tolist()
+        metrics["loss"] = loss
+    metrics["criteria"] = {
+        "cl_within_10pct": bool(metrics["cl"]["rel_error"] <= 0.10),
+        "skewness_within_20pct": bool(skew_err <= 0.20),
+        "loss_reduced_1000x": bool("loss" in metrics and metrics["loss"]["ratio"] <= 1e-3),
+    }
+    return metrics
+
+
+# ---------------------------------------------------------------------------- figure
+def _band(ax, x, ys, color, label):
+    m, s = ys.mean(axis=0), ys.std(axis=0)
+    ax.plot(x, m, color=color, lw=1.2, label=label)
+    if len(ys) > 1:
+        ax.fill_between(x, m - s, m + s, color=color, alpha=0.25, lw=0)
+
+
+def _grouped(labels, values, fields):
+    """Mean of ``values (..., n)`` over entries sharing the label ``fields``; keys and means."""
+    keys = np.stack([labels[f] for f in fields], axis=-1)
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    counts = np.bincount(inverse, minlength=len(uniq))
+    out = np.zeros(values.shape[:-1] + (len(uniq),))
+    for i in range(len(uniq)):
+        out[..., i] = values[..., inverse == i].sum(axis=-1) / counts[i]
+    return uniq, out
+
+
+def write_figure(data: dict, path, *, history=None, title: str = "", cmap: str = "inferno"):
+    """The validation figure (PNG, atomically): maps, C_l, PDF, Minkowski functionals, loss,
+    S1-S4 against scale (and direction)."""
+    fig = Figure(figsize=(16, 11.5), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(3, 4)
+    fig.suptitle(title, fontsize=12)
+    tcol, scol = "black", "tab:orange"
+
+    # maps
+    pixels = mollweide_pixels(data["nside"], 400)
+    vmin, vmax = np.percentile(data["u_t"], [0.5, 99.5])
+    for ax, u, name in ((axes[0, 0], data["u_t"], "target"), (axes[0, 1], data["u_s"][0], "sample 1")):
+        img = ax.imshow(_project(u, pixels), cmap=cmap, vmin=vmin, vmax=vmax,
+                        interpolation="nearest")
+        img.cmap.set_bad("white")
+        ax.set_axis_off()
+        ax.set_title(f"{name} (units of target std)", fontsize=9)
+    fig.colorbar(img, ax=axes[0, :2].tolist(), orientation="horizontal", fraction=0.05, pad=0.02)
+
+    # power spectrum
+    ax = axes[0, 2]
+    ell = np.arange(data["L"])
+    sel = ell >= 1
+    ax.loglog(ell[sel], data["cl_t"][sel], color=tcol, lw=1.2, label="target")
+    _band(ax, ell[sel], data["cl_s"][:, sel], scol, "samples (mean ± std)")
+    ax.axvline(max(2, 2 ** data["J_min"]), color="grey", ls=":", lw=0.8)
+    ax.set_xlabel(r"$\ell$")
+    ax.set_ylabel(r"$C_\ell$")
+    ax.set_title("angular power spectrum", fontsize=10)
+    ax.legend(fontsize=8)
+
+    # pixel PDF
+    ax = axes[0, 3]
+    centres = 0.5 * (data["edges"][1:] + data["edges"][:-1])
+    ax.semilogy(centres, np.where(data["pdf_t"] > 0, data["pdf_t"], np.nan), color=tcol, lw=1.2,
+                label="target")
+    _band(ax, centres, np.where(data["pdf_s"] > 0, data["pdf_s"], np.nan), scol, "samples")
+    ax.set_xlabel("u (units of target std)")
+    ax.set_title("pixel PDF", fontsize=10)
+    ax.legend(fontsize=8)
+
+    # Minkowski functionals
+    names = (r"$V_0$ (area)", r"$V_1$ (length) [rad$^{-1}$]", r"$V_2$ (curvature) [rad$^{-2}$]")
+    for k in range(3):
+        ax = axes[1, k]
+        ax.plot(data["nus"], data["mf_t"][k], color=tcol, lw=1.2, label="target")
+        _band(ax, data["nus"], data["mf_s"][:, k], scol, "samples")
+        ax.set_xlabel(r"threshold $\nu$ (units of target std)")
+        ax.set_title(f"Minkowski functional {names[k]}", fontsize=10)
+    axes[1, 0].legend(fontsize=8)
+
+    # loss
+    ax = axes[1, 3]
+    if history is not None and len(history):
+        ax.semilogy(np.arange(len(history)), history, color="tab:blue", lw=1.2)
+    ax.set_xlabel("step")
+    ax.set_title("mean loss", fontsize=10)
+
+    # scattering statistics
+    if "cov_t" in data:
+        labels = data["labels"]
+        for ax, stat in ((axes[2, 0], "S1"), (axes[2, 1], "S2")):
+            lab = labels[stat]
+            t = data["cov_t"][stat]
+            s = data["cov_s"][stat]
+            ks = np.unique(lab["k"])
+            colors = [f"C{i}" for i in range(len(ks))]
+            for k, c in zip(ks, colors):
+                sel = lab["k"] == k
+                ax.plot(lab["j"][sel], t[sel], "-", color=c, lw=1, label=f"k={k}")
+                ax.errorbar(lab["j"][sel] + 0.05, s[:, sel].mean(0), s[:, sel].std(0), fmt="o",
+                            color=c, ms=3, lw=0.8)
+            ax.set_xlabel("scale j")
+            ax.set_title(f"{stat} (normalised): target lines, samples dots", fontsize=10)
+            ax.legend(fontsize=7, ncol=2)
+        for ax, stat, fields in ((axes[2, 2], "S3", ("j1", "j2")), (axes[2, 3], "S4", ("j1", "j2", "j3"))):
+            lab = labels[stat]
+            keys, t = _grouped(lab, data["cov_t"][stat], fields)
+            _, s = _grouped(lab, data["cov_s"][stat], fields)
+            x = np.arange(len(keys))
+            ax.plot(x, t, "-", color=tcol, lw=1.2, marker=".", label="target")
+            ax.errorbar(x, s.mean(0), s.std(0), fmt="o", color=scol, ms=3, lw=0.8, label="samples")
+            step = max(1, len(keys) // 14)
+            ax.set_xticks(x[::step])
+            ax.set_xticklabels([",".join(map(str, k)) for k in keys[::step]], rotation=60,
+                               fontsize=7)
+            ax.set_xlabel(f"({', '.join(fields)})")
+            ax.set_title(f"{stat} (normalised), mean over directions", fontsize=10)
+            ax.legend(fontsize=8)
+    else:
+        for ax in axes[2]:
+            ax.set_axis_off()
+    fig.subplots_adjust(left=0.05, right=0.98, top=0.93, bottom=0.07, hspace=0.45, wspace=0.3)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return path
