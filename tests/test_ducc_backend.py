@@ -196,3 +196,14 @@ def test_vmap_and_batch_axis_equal_the_loop(reality):
         grads = jax.vmap(grad)(batch)
         for i, x in enumerate(batch):
             assert rel_err(grads[i], grad(x)) < 1e-13
+
+
+@pytest.mark.parametrize("reality", [True, False])
+def test_spins_at_or_above_a_scale_band_limit(reality):
+    """N = 5 at J_min = 1: scale 1 has L_j = 4 and wavelet spins up to 4, which vanish there."""
+    L = 32
+    x = random_half(L, seed=4) if reality else random_full(L, seed=4)
+    ref = s2scat_core.build(L, 5, 1, reality=reality, mode="precompute").scatter(x)
+    out = s2scat_core.build(L, 5, 1, reality=reality, mode="ducc").scatter(x)
+    for a, b in zip(out, ref):
+        assert rel_err(a, b) < 1e-10

@@ -58,7 +58,7 @@ def analysis(backend, alm, h, N: int, real: bool):
         full = None
         out = 0.0
         for i, n in enumerate(ns):
-            if n < 0:
+            if n < 0 or n >= Lj:  # spin |n| >= Lj: no degree l >= |n| below Lj, g_n = 0
                 continue
             if n == 0:
                 g = backend.synthesis_real(half * h[:, i, None], Lj)
@@ -72,6 +72,8 @@ def analysis(backend, alm, h, N: int, real: bool):
         return jnp.broadcast_to(out, alm.shape[:-2] + (2 * N - 1, Lj, 2 * Lj - 1))
     La = alm.shape[-2]
     full = alm[..., :Lj, La - Lj:La - 1 + Lj]
-    maps = [backend.synthesis(full * h[:, i, None], Lj, -int(n)) for i, n in enumerate(ns)]
+    live = [i for i, n in enumerate(ns) if abs(n) < Lj]  # the others synthesise to zero
+    maps = [backend.synthesis(full * h[:, i, None], Lj, -int(ns[i])) for i in live]
     stacked = jnp.stack(maps, axis=-3)
-    return jnp.einsum("ki,...itp->...ktp", jnp.asarray(phases, dtype=stacked.dtype), stacked)
+    return jnp.einsum("ki,...itp->...ktp", jnp.asarray(phases[:, live], dtype=stacked.dtype),
+                      stacked)
