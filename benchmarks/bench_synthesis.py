@@ -2,7 +2,7 @@
 
 Run with the environment that has both packages:
 
-    /work/main/.venv-parity/bin/python benchmarks/bench_synthesis.py [--L 64] [--steps 200]
+    .venv-parity/bin/python benchmarks/bench_synthesis.py [--L 64] [--steps 200]
 
 Same target for both: this project's lognormal demo field (seed 1, standardised) at L = 64,
 statistics N = 3, J_min = 2, one sample, same machine, one run each. Every loss is the same
