@@ -197,8 +197,16 @@ def main(argv=None):
     p.add_argument("--no-reference", action="store_true")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/scatter.json")
     p.add_argument("--plot", type=Path, default=None, help="also draw time against L")
+    p.add_argument("--show", type=Path, default=None, help="print the table of a saved --json and exit")
     p.add_argument("--worker", choices=["ours", "s2scat"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.show:
+        saved = json.loads(args.show.read_text())
+        print(saved["meta"], "\n")
+        print(table(saved["results"]))
+        if args.plot:
+            plot(saved["results"], args.plot)
+        return
     if args.worker:
         print(json.dumps(worker(args.worker, args.modes[0], args.L[0], args.N, args.J_min,
                                 args.repeats)))
