@@ -179,7 +179,8 @@ def build(L: int, N: int, J_min: int = 0, *, reality: bool = True, mode: str = "
         reality: the fields are real (``m >= 0`` half accepted; faster).
         mode: transform backend, one of ``s2scat_core.transforms.BACKENDS``
             (``"precompute"``: tabulated kernels, fastest, ``O(N L^3)`` memory;
-            ``"recursive"``: on-the-fly recursion, ``O(N L^2)`` memory).
+            ``"recursive"``: on-the-fly recursion, ``O(N L^2)`` memory; ``"ducc"``: ducc0's CPU
+            transforms, ``O(N L^2)`` memory, fastest on a CPU from L = 128).
         isotropic: sum S3 and S4 over directions.
         delta_j: pair scales ``j1 < j2 <= j1 + delta_j`` only (``None``: all pairs), ``>= 1``.
         dtype: ``"float64"`` (default) or ``"float32"``.
@@ -201,7 +202,7 @@ def build(L: int, N: int, J_min: int = 0, *, reality: bool = True, mode: str = "
     real_dtype = np.float32 if dtype == "float32" else np.float64
     ns = wavelets.directions(N)
     # Real fields synthesise n > 0 only (n = 0 goes through the real spin-0 path).
-    spins = {-int(n) for n in ns if n > 0 or (not reality and n != 0)} | ({0} if not reality else set())
+    spins = {-int(n) for n in ns if n > 0 or not reality}
     bandlimits = {config.bandlimit(j) for j in config.scales}
     backend = backend_cls(bandlimits, spins, real_dtype)
     psi, _ = wavelets.filters(L, N)
