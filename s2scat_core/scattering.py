@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import covariances as cov
+from ._malloc import keep_freed_memory
 from . import labels as _labels
 from . import transforms, wavelets
 from ._checks import check_choice, check_scales
@@ -198,6 +199,7 @@ def build(L: int, N: int, J_min: int = 0, *, reality: bool = True, mode: str = "
                              f"coarsest scale carries at most N={Lj + 1}; "
                              f"raise J_min or lower N")
     config = Config(L, N, J_min, bool(reality), mode, bool(isotropic), delta_j, dtype)
+    keep_freed_memory()
 
     real_dtype = np.float32 if dtype == "float32" else np.float64
     ns = wavelets.directions(N)
@@ -247,10 +249,12 @@ def _single(op: Scattering, flm, norm):
         partners = c.partners(j1)
         Lj1 = c.bandlimit(j1)
         stacked = jnp.stack([moduli[j2][..., :Lj1, :Lj1] for j2 in partners])  # (A, 2N-1, Lj1, Lj1)
-        second = directional.analysis(op.backend, stacked, op.weights[str(j1)], c.N, real=True)
+        second = directional.analysis(op.backend, stacked, op.weights[str(j1)], c.N, real=True,
+                                      fourier=True)
         q = op.quadrature[str(j1)]
-        S3.append(cov.s3(second, W[j1], q))
-        S4.append(cov.s4(second, q))
+        rows = cov.weighted_rows(second, q)
+        S3.append(cov.s3(rows, W[j1], q, len(partners)))
+        S4.append(cov.s4(rows, len(partners)))
     if norm is not None:
         S1, S2, S3, S4 = cov.normalise(S1, S2, S3, S4, norm)
     if c.isotropic:

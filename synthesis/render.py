@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -106,9 +107,9 @@ class FrameRenderer:
             ax = fig.add_axes([left + 0.005, bottom, 1 / total_w - 0.01, (cell / 2) / height])
             ax.set_axis_off()
             ax.set_title(name, fontsize=8, pad=2)
-            image = ax.imshow(np.full(self.pixels.shape, np.nan), cmap=cmap, vmin=self.vmin,
+            image = ax.imshow(np.full(self.pixels.shape, np.nan),
+                              cmap=matplotlib.colormaps[cmap].with_extremes(bad="white"), vmin=self.vmin,
                               vmax=self.vmax, interpolation="nearest", aspect="equal")
-            image.cmap.set_bad("white")
             self.images.append(image)
         if show_target:
             self.images[0].set_data(_project(target_map, self.pixels))

@@ -17,6 +17,15 @@ from conftest import random_full, random_half, rel_err
 SPINS = [0, 1, -1, 2, -2, 3, -3]
 
 
+@pytest.fixture(params=["tables", "per-map"])
+def legendre_path(request, monkeypatch):
+    """Run a test through both Legendre paths: tables (``L <= TABLE_MAX``) and ducc0 calls."""
+    from s2scat_core.transforms import ducc
+
+    monkeypatch.setattr(ducc, "TABLE_MAX", 32 if request.param == "tables" else 0)
+    return request.param
+
+
 @functools.lru_cache(maxsize=None)
 def backends(L, dtype="float64"):
     return {mode: transforms.get(mode)([L], SPINS, np.dtype(dtype)) for mode in ("precompute", "ducc")}
@@ -113,6 +122,57 @@ def test_transforms_under_jit_and_vmap_and_float32():
     assert grad.dtype == jnp.float32
 
 
+@pytest.mark.parametrize("spin, grad_only", [(0, False), (1, False), (2, False), (1, True), (3, True)])
+def test_legendre_tables_equal_ducc_calls(spin, grad_only, monkeypatch):
+    """The tabulated small-L Legendre step and its adjoint equal one ducc0 call per map."""
+    from s2scat_core.transforms import ducc
+
+    L, rng = 12, np.random.default_rng(spin)
+    n_in, n_out = (1 if spin == 0 or grad_only else 2), (2 if spin else 1)
+    alm = np.tril(rng.standard_normal((3, n_in, L, L))) * (1 + 1j)
+    leg = rng.standard_normal((3, n_out, L, L)) + 1j * rng.standard_normal((3, n_out, L, L))
+    out = {}
+    for table_max in (32, 0):
+        monkeypatch.setattr(ducc, "TABLE_MAX", table_max)
+        out[table_max] = (ducc._alm2leg(alm, spin, grad_only=grad_only),
+                          ducc._leg2alm(leg.copy(), spin, grad_only=grad_only))
+    for tabulated, called in zip(out[32], out[0]):
+        assert tabulated.shape == called.shape
+        assert rel_err(tabulated, called) < 1e-13
+
+
+def fused_cases():
+    for N in (1, 2, 3, 4):
+        for L in (8, 20):
+            yield N, L
+
+
+@pytest.mark.parametrize("N, L", list(fused_cases()))
+def test_fused_real_wavelets_equal_the_spin_transforms(N, L, legendre_path):
+    """ducc's one-callback wavelet maps (and ring Fourier coefficients) at a scale equal the
+    generic composition of spin transforms on precompute: values, VJP, vmap; Im f_l0 ignored."""
+    from s2scat_core import wavelets
+    from s2scat_core.transforms import directional
+
+    psi, _ = wavelets.filters(L, N)
+    j = wavelets.j_max(L) - 1
+    Lj = wavelets.scale_bandlimit(L, j)
+    h = jnp.asarray(directional.harmonic_weights(psi, j, N, Lj))
+    spins = [-int(n) for n in wavelets.directions(N) if n > 0]
+    pre = transforms.get("precompute")([Lj], spins)
+    ducc = transforms.get("ducc")([Lj], spins)
+    half = halves(Lj, (2, 3))
+    half[..., 0] += 0.5j  # not part of a real field: must be ignored
+    x = jnp.asarray(half)
+    for method in ("wavelets_real", "wavelets_real_fourier"):
+        ref, ref_vjp = vjp_against(lambda a: getattr(pre, method)(directional.real_half(a), h, N), x)
+        out, out_vjp = vjp_against(lambda a: getattr(ducc, method)(a, h, N), x)
+        assert out.shape == ref.shape
+        assert rel_err(out, ref) < 1e-12 and rel_err(out_vjp, ref_vjp) < 1e-12, method
+        mapped = jax.vmap(lambda a: getattr(ducc, method)(a, h, N))(x)
+        assert rel_err(mapped, ref if method == "wavelets_real" else jnp.moveaxis(ref, 1, 0)) < 1e-13
+
+
 # ---------------------------------------------------------------------------- the statistics
 def field(L, reality, seed=1):
     return random_half(L, seed, spectrum_slope=1.0) if reality else random_full(L, seed)
@@ -140,7 +200,8 @@ FAST = [  # L, N, J_min, reality, isotropic, delta_j, normalised
 
 
 @pytest.mark.parametrize("L, N, J_min, reality, isotropic, delta_j, normalised", FAST)
-def test_statistics_equal_precompute(L, N, J_min, reality, isotropic, delta_j, normalised):
+def test_statistics_equal_precompute(L, N, J_min, reality, isotropic, delta_j, normalised,
+                                     legendre_path):
     assert_statistics_agree(L, N, J_min, reality, isotropic, delta_j, normalised)
 
 
@@ -168,7 +229,7 @@ def weighted_sum(op, norm):
 
 
 @pytest.mark.parametrize("reality, normalised", [(True, True), (False, False)])
-def test_reverse_mode_gradients(reality, normalised):
+def test_reverse_mode_gradients(reality, normalised, legendre_path):
     L = 8
     op = operator(L, 2, 1, reality, "ducc", False, None)
     mask = np.tril(np.ones((L, L))) if reality else (random_full(L) != 0)

@@ -1,5 +1,6 @@
 """Backends: Wigner-d tables, each SHT against s2fft, and the two backends against each other."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -83,3 +84,18 @@ def test_gl_grid_equals_s2fft():
         np.testing.assert_allclose(transforms.gl_thetas(L), thetas(L, "gl"), rtol=0, atol=1e-14)
         np.testing.assert_allclose(transforms.gl_weights(L), quad_weights_gl(L), rtol=1e-13)
         assert np.isclose(transforms.gl_weights(L).sum() * (2 * L - 1), 4 * np.pi)
+
+
+@pytest.mark.parametrize("mode", ["precompute", "recursive"])
+def test_fourier_outputs_are_the_ffts_of_the_maps(mode):
+    """A backend's ring Fourier coefficients equal the generic FFT of its maps (base class)."""
+    from s2scat_core.transforms.base import SphericalTransforms
+
+    L, spin = 10, -2
+    backend = transforms.get(mode)([L], [spin])
+    alm = jnp.asarray(random_full(L, 3))
+    half = jnp.asarray(random_half(L, 4))
+    assert rel_err(backend.synthesis_fourier(alm, L, spin),
+                   SphericalTransforms.synthesis_fourier(backend, alm, L, spin)) < 1e-13
+    assert rel_err(backend.synthesis_real_fourier(half, L),
+                   SphericalTransforms.synthesis_real_fourier(backend, half, L)) < 1e-13

@@ -60,6 +60,48 @@ class SphericalTransforms(abc.ABC):
     def analysis_real(self, f, L: int):
         """Spin-0 analysis of a real map: ``(..., L, 2L-1)`` real -> ``m >= 0`` half ``(..., L, L)`` complex."""
 
+    def synthesis_fourier(self, alm, L: int, spin: int):
+        """:meth:`synthesis` as ring Fourier coefficients ``G[..., t, L-1+m]``, ``|m| < L``, with
+        ``f(theta_t, phi_p) = sum_m G[t, L-1+m] e^{i m phi_p}``: ``(..., L, 2L-1)`` complex.
+        The default takes the FFT of the map; a backend that has ``G`` before its FFT returns it."""
+        import jax.numpy as jnp
+
+        f = self.synthesis(alm, L, spin)
+        return jnp.fft.fftshift(jnp.fft.fft(f, axis=-1, norm="forward"), axes=-1)
+
+    def synthesis_real_fourier(self, alm_half, L: int):
+        """:meth:`synthesis_real` as ring Fourier coefficients ``F[..., t, m]``, ``0 <= m < L``
+        (``F[t, -m] = conj(F[t, m])``): ``(..., L, L)`` complex. Default: the FFT of the map."""
+        import jax.numpy as jnp
+
+        return jnp.fft.rfft(self.synthesis_real(alm_half, L), axis=-1, norm="forward")
+
+    def wavelets_real(self, alm_half, h, N: int):
+        """Directional wavelet maps of a real field at one scale.
+
+        ``alm_half (..., Lj, Lj)`` (``f_l0`` real), ``h (Lj, N)`` the scale's harmonic weights
+        (:func:`.directional.harmonic_weights`) -> ``(..., 2N-1, Lj, 2Lj-1)`` real. The default
+        composes :meth:`synthesis_real` and :meth:`synthesis`
+        (:func:`.directional.real_from_spins`); a backend may fuse the whole scale.
+        """
+        from .directional import real_from_spins
+
+        return real_from_spins(self, alm_half, h, N)
+
+    def wavelets_real_fourier(self, alm_half, h, N: int):
+        """The maps of :meth:`wavelets_real` as ring Fourier coefficients, direction first.
+
+        ``alm_half (*batch, Lj, Lj)`` -> ``(2N-1, *batch, Lj, Lj, 2)`` real: ``(Re, Im)`` of
+        ``F[t, m]``, ``m = 0..Lj-1``, with ``W(theta_t, phi_p) = sum_{|m| < Lj} F[t, m] e^{i m phi_p}``
+        and ``F[t, -m] = conj(F[t, m])`` (``F[t, 0]`` real). Sphere integrals of products of
+        such maps need no FFT (Parseval over ``phi``), and the layout is the one the second-layer
+        statistics contract over. The default composes :meth:`synthesis_real_fourier` and
+        :meth:`synthesis_fourier` (:func:`.directional.real_fourier_from_spins`).
+        """
+        from .directional import real_fourier_from_spins
+
+        return real_fourier_from_spins(self, alm_half, h, N)
+
     # -- pytree plumbing: tables are leaves, everything else is static -----------------------
     def tree_flatten(self):
         return (self.tables,), (self.bandlimits, self.spins, self.dtype.str)

@@ -9,7 +9,8 @@ into one spin-weighted synthesis per azimuthal order ``n`` and a Fourier sum ove
     h_{j l n} = conj(psi_{j l n}) (-1)^n sqrt(4 pi/(2l+1)),
 
 ``n = -(N-1), -(N-3), ..., N-1``. For a real field ``g_{-n} = conj(g_n)``, so only ``n >= 0``
-is synthesised and ``W`` is real.
+is synthesised and ``W`` is real: that path is the backend's ``wavelets_real``, which by
+default composes the spin transforms (:func:`real_from_spins`) and which a backend may fuse.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def direction_phases(N: int) -> np.ndarray:
     return np.exp(1j * np.outer(gammas, ns))
 
 
-def analysis(backend, alm, h, N: int, real: bool):
+def analysis(backend, alm, h, N: int, real: bool, fourier: bool = False):
     """Wavelet coefficients at one scale on that scale's GL grid.
 
     Args:
@@ -46,30 +47,20 @@ def analysis(backend, alm, h, N: int, real: bool):
         h: ``(Lj, N)`` harmonic weights of the scale (:func:`harmonic_weights`).
         N: number of directions parameter (``2N-1`` output directions).
         real: whether the field is real (Hermitian coefficients).
+        fourier: (``real`` only) return the ring Fourier coefficients of the maps instead,
+            ``(..., 2N-1, Lj, Lj)`` complex (see ``SphericalTransforms.wavelets_real_fourier``).
 
     Returns:
         ``(..., 2N-1, Lj, 2Lj-1)``, real if ``real`` else complex.
     """
     Lj = h.shape[0]
+    if real:
+        half = real_half(alm[..., :Lj, :Lj])
+        if fourier:
+            return backend.wavelets_real_fourier(half, h, N)
+        return backend.wavelets_real(half, h, N)
     ns = wavelets.directions(N)
     phases = direction_phases(N)
-    if real:
-        half = alm[..., :Lj, :Lj]
-        full = None
-        out = 0.0
-        for i, n in enumerate(ns):
-            if n < 0 or n >= Lj:  # spin |n| >= Lj: no degree l >= |n| below Lj, g_n = 0
-                continue
-            if n == 0:
-                g = backend.synthesis_real(half * h[:, i, None], Lj)
-                out = out + g[..., None, :, :]
-            else:
-                if full is None:
-                    full = expand_half(half)
-                g = backend.synthesis(full * h[:, i, None], Lj, -int(n))
-                phase = jnp.asarray(2 * phases[:, i], dtype=g.dtype)[:, None, None]
-                out = out + (phase * g[..., None, :, :]).real
-        return jnp.broadcast_to(out, alm.shape[:-2] + (2 * N - 1, Lj, 2 * Lj - 1))
     La = alm.shape[-2]
     full = alm[..., :Lj, La - Lj:La - 1 + Lj]
     live = [i for i, n in enumerate(ns) if abs(n) < Lj]  # the others synthesise to zero
@@ -77,3 +68,66 @@ def analysis(backend, alm, h, N: int, real: bool):
     stacked = jnp.stack(maps, axis=-3)
     return jnp.einsum("ki,...itp->...ktp", jnp.asarray(phases[:, live], dtype=stacked.dtype),
                       stacked)
+
+
+def real_half(half):
+    """The ``m >= 0`` half of a real field: ``f_l0`` is real, so its imaginary part is dropped."""
+    return jnp.concatenate([half[..., :1].real.astype(half.dtype), half[..., 1:]], axis=-1)
+
+
+def real_from_spins(backend, half, h, N: int):
+    """Wavelet maps of a real field from a backend's spin transforms.
+
+    ``W_k = g_0 + sum_{n > 0} 2 Re(exp(i n gamma_k) g_n)``: one real spin-0 synthesis and one
+    spin ``-n`` synthesis per ``n > 0`` below the band-limit (``g_n = 0`` for ``n >= Lj``).
+    ``half (..., Lj, Lj)``, ``h (Lj, N)`` -> ``(..., 2N-1, Lj, 2Lj-1)`` real.
+    """
+    Lj = h.shape[0]
+    ns = wavelets.directions(N)
+    phases = direction_phases(N)
+    full = None
+    out = 0.0
+    for i, n in enumerate(ns):
+        if n < 0 or n >= Lj:
+            continue
+        if n == 0:
+            g = backend.synthesis_real(half * h[:, i, None], Lj)
+            out = out + g[..., None, :, :]
+        else:
+            if full is None:
+                full = expand_half(half)
+            g = backend.synthesis(full * h[:, i, None], Lj, -int(n))
+            phase = jnp.asarray(2 * phases[:, i], dtype=g.dtype)[:, None, None]
+            out = out + (phase * g[..., None, :, :]).real
+    return jnp.broadcast_to(out, half.shape[:-2] + (2 * N - 1, Lj, 2 * Lj - 1))
+
+
+def real_fourier_from_spins(backend, half, h, N: int):
+    """:func:`real_from_spins` as ring Fourier coefficients, direction first, ``(Re, Im)`` pairs.
+
+    With ``G_n[t, m]`` the ring coefficients of ``g_n`` (``|m| < Lj``), the real map
+    ``2 Re(e^{i n gamma} g_n)`` has ``e^{i n gamma} G_n[t, m] + e^{-i n gamma} conj(G_n[t, -m])``
+    at ``m >= 0``. ``half (*batch, Lj, Lj)`` -> ``(2N-1, *batch, Lj, Lj, 2)``.
+    """
+    Lj = h.shape[0]
+    ns = wavelets.directions(N)
+    phases = direction_phases(N)
+    full = None
+    out = 0.0
+    for i, n in enumerate(ns):
+        if n < 0 or n >= Lj:
+            continue
+        if n == 0:
+            F = backend.synthesis_real_fourier(half * h[:, i, None], Lj)
+            out = out + F[None]
+        else:
+            if full is None:
+                full = expand_half(half)
+            G = backend.synthesis_fourier(full * h[:, i, None], Lj, -int(n))
+            positive, negative = G[..., Lj - 1:], jnp.conj(G[..., Lj - 1::-1])
+            phase = jnp.asarray(phases[:, i], dtype=G.dtype).reshape((-1,) + (1,) * G.ndim)
+            out = out + phase * positive[None] + jnp.conj(phase) * negative[None]
+    out = jnp.broadcast_to(out, (2 * N - 1,) + half.shape[:-2] + (Lj, Lj))
+    re = out.real
+    im = out.imag.at[..., 0].set(0.0)  # F[t, 0] of a real map is real
+    return jnp.stack([re, im], axis=-1)

@@ -3,8 +3,17 @@ r"""Backend ``ducc``: ducc0's CPU SHTs behind ``jax.pure_callback``, differentia
 Every method is a linear map computed in NumPy with ``ducc0`` on s2fft's ``"gl"`` grid (equal
 to ducc0's ``geometry="GL"``, ``ntheta = L``, ``nphi = 2L-1``), wrapped in ``jax.custom_vjp``
 whose backward pass is the adjoint map. One host callback per call: a batch (leading axes,
-or a ``vmap`` axis, which arrives as one more leading axis through
-``vmap_method="broadcast_all"``) is looped over in NumPy. No tables: memory ``O(L^2)`` a map.
+or a ``vmap`` axis, which arrives as one more leading axis) is looped over in NumPy, or for
+``L <= TABLE_MAX`` transformed at once by ducc0's own Legendre functions tabulated per ``m``
+(read off ducc0; ``O(L^3)``, 0.5 MB a spin at ``L = 32``), where a call per map would cost
+more than its work. Memory ``O(L^2)`` a map above that.
+
+Real-field wavelets (``wavelets_real``, ``wavelets_real_fourier``) are one callback per scale:
+the pair of ``f h_n`` is ``G = se Re(h_n) f``, ``C = -se Im(h_n) f`` (``se = -(-1)^n``), so with
+real weights (odd ``N``) or imaginary ones (even ``N``) a single component is transformed
+(ducc0's ``GRAD_ONLY``); the directions are mixed as Legendre coefficients, and either one FFT
+per direction gives the maps or the coefficients themselves are returned (the second layer,
+whose statistics need no maps).
 
 Synthesis is ``ducc0.sht.alm2leg`` (Legendre sums ``leg[t, m]`` on the GL colatitudes) then one
 real FFT of length ``2L-1`` over ``phi`` for the whole batch (``ducc0.fft.c2r``); analysis and
@@ -36,7 +45,7 @@ JAX pairs a cotangent ``c`` with a tangent ``t`` as ``Re sum c t`` (no conjugate
 
 Threads: ducc0 runs with all cores this process may use for ``L >= 128`` and one thread
 below (where thread start-up costs more than it saves); XLA may run independent callbacks
-concurrently on top.
+concurrently on top. (A pool running one map per thread measured no faster on 2 cores.)
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import wavelets
 from .base import SphericalTransforms, register
 
 _NTHREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -71,19 +81,68 @@ def _threads(L):
     return 1 if L < 128 else _NTHREADS
 
 
-def _alm2leg(alm, spin, ring_weights=False):
-    """``(n, ncomp, L, L)`` halves -> Legendre coefficients ``leg[k, c, t, m]``, same shape.
+#: Band-limits up to this one use ducc0's Legendre functions as tables (one matrix product for
+#: a whole batch); above, one ducc0 call per map. At small L a call costs more than its work.
+TABLE_MAX = 32
 
-    ``ncomp`` is 2 for ``spin > 0`` (one call per pair), any for ``spin = 0`` (one call each).
+
+@functools.lru_cache(maxsize=None)
+def _legendre_table(L, spin, grad_only):
+    """ducc0's ``alm2leg`` at band-limit ``L`` as real matrices, one per ``m``.
+
+    ``K[m, a*L + t, b*L + l]`` with ``leg[a, t, m] = sum_{b, l} K[m, a*L + t, b*L + l] alm[b, l, m]``
+    (``a``: output component, ``b``: input component), read off ducc0 by transforming unit
+    coefficients (one ``l`` at every ``m`` at once); ``leg2alm`` is its conjugate transpose.
+    Real for spin 0; spin pairs mix with factors ``i``.
+    """
+    kw, _ = _grid(L)
+    n_in = 1 if spin == 0 or grad_only else 2
+    n_out = 1 if spin == 0 else 2
+    table = np.zeros((L, n_out, L, n_in, L), np.float64 if spin == 0 else np.complex128)
+    for b in range(n_in):
+        for l in range(L):
+            unit = np.zeros((n_in, L, L), np.complex128)
+            unit[b, l, :] = 1.0
+            leg = ducc0.sht.alm2leg(alm=unit.reshape(n_in, L * L), spin=spin, nthreads=1,
+                                    mode="GRAD_ONLY" if grad_only else "STANDARD", **kw)
+            table[:, :, :, b, l] = np.moveaxis(leg if spin else leg.real, 2, 0)
+    return table.reshape(L, n_out * L, n_in * L)
+
+
+def _by_table(table, x, n_in, n_out):
+    """``y[k, a, t, m] = sum_{b, l} table[m, a*L + t, b*L + l] x[k, b, l, m]``: ``(n, n_in, L, L)``
+    complex -> ``(n, n_out, L, L)``, one matrix product per ``m`` (a real one on interleaved
+    parts for a real table)."""
+    n, L = x.shape[0], x.shape[-1]
+    cols = np.ascontiguousarray(np.moveaxis(x, -1, 0).reshape(L, n, n_in * L).transpose(0, 2, 1))
+    if np.iscomplexobj(table):
+        out = np.matmul(table.astype(x.dtype), cols)  # (L, n_out*L, n)
+    else:
+        cols = cols.view(np.finfo(x.dtype).dtype)  # (L, n_in*L, 2n): parts interleaved
+        out = np.matmul(table.astype(cols.dtype), cols).view(x.dtype)
+    return np.ascontiguousarray(np.moveaxis(out.reshape(L, n_out, L, n), (3, 1, 2, 0), (0, 1, 2, 3)))
+
+
+def _alm2leg(alm, spin, ring_weights=False, grad_only=False):
+    """``(n, ncomp, L, L)`` halves -> Legendre coefficients ``leg[k, c, t, m]``.
+
+    ``ncomp`` is 2 for ``spin > 0`` (one call per pair; 1 with ``grad_only``, the curl part
+    being zero, and the output still has 2 components), any for ``spin = 0`` (one call each).
     ``ring_weights`` multiplies ring ``t`` by its GL weight.
     """
     L = alm.shape[-1]
     kw, w = _grid(L)
-    alm = np.ascontiguousarray(alm)
-    leg = np.empty_like(alm)
-    step = 2 if spin else 1
-    for a, out in zip(alm.reshape(-1, step, L * L), leg.reshape(-1, step, L, L)):
-        ducc0.sht.alm2leg(alm=a, spin=spin, leg=out, nthreads=_threads(L), **kw)
+    n_in = 1 if grad_only or not spin else 2
+    n_out = 2 if spin else 1
+    ins = np.ascontiguousarray(alm).reshape(-1, n_in, L, L)
+    if L <= TABLE_MAX:
+        leg = _by_table(_legendre_table(L, spin, grad_only), ins, n_in, n_out)
+    else:
+        leg = np.empty((ins.shape[0], n_out, L, L), alm.dtype)
+        mode = "GRAD_ONLY" if grad_only else "STANDARD"
+        for a, out in zip(ins.reshape(-1, n_in, L * L), leg):
+            ducc0.sht.alm2leg(alm=a, spin=spin, leg=out, nthreads=_threads(L), mode=mode, **kw)
+    leg = leg.reshape((alm.shape[0], -1, L, L))
     if ring_weights:
         leg *= w[:, None]
     return leg
@@ -98,8 +157,9 @@ def _leg2map(leg, out=None):
                          nthreads=_threads(L), out=out)
 
 
-def _leg2alm(leg, spin, ring_weights=False):
-    """Adjoint of :func:`_alm2leg`: ``(n, ncomp, L, L)`` -> ``(n, ncomp, L, L)`` halves.
+def _leg2alm(leg, spin, ring_weights=False, grad_only=False):
+    """Adjoint of :func:`_alm2leg`: ``(n, ncomp, L, L)`` -> ``(n, ncomp, L, L)`` halves
+    (``(n, 1, L, L)``, the gradient part, with ``grad_only``).
 
     After :func:`_map2leg` and with ``ring_weights`` (applied to ``leg`` in place) this is the
     GL analysis (quadrature); without, the adjoint synthesis.
@@ -108,11 +168,18 @@ def _leg2alm(leg, spin, ring_weights=False):
     kw, w = _grid(L)
     if ring_weights:
         leg *= w[:, None]
-    alm = np.zeros_like(leg)
-    step = 2 if spin else 1
-    for x, out in zip(leg.reshape(-1, step, L, L), alm.reshape(-1, step, L * L)):
-        ducc0.sht.leg2alm(leg=x, spin=spin, alm=out, nthreads=_threads(L), **kw)
-    return alm
+    n_out = 2 if spin else 1
+    n_in = 1 if grad_only or not spin else 2
+    ins = np.ascontiguousarray(leg).reshape(-1, n_out, L, L)
+    if L <= TABLE_MAX:
+        table = np.conj(np.swapaxes(_legendre_table(L, spin, grad_only), 1, 2))
+        alm = _by_table(table, ins, n_out, n_in)
+    else:
+        alm = np.zeros((ins.shape[0], n_in, L, L), leg.dtype)
+        mode = "GRAD_ONLY" if grad_only else "STANDARD"
+        for x, out in zip(ins, alm.reshape(-1, n_in, L * L)):
+            ducc0.sht.leg2alm(leg=x, spin=spin, alm=out, nthreads=_threads(L), mode=mode, **kw)
+    return alm.reshape((leg.shape[0], -1, L, L))
 
 
 def _map2leg(maps, out=None):
@@ -236,6 +303,178 @@ def _analysis_real_ct(c, L, cdtype):
     return _leg2map(_alm2leg(alm, 0, ring_weights=True)).reshape(lead + (L, 2 * L - 1))
 
 
+# ------------------------------------------------------------------ fused real-field wavelets
+def _direction_factors(N):
+    """``2 cos(n gamma_k)``, ``2 sin(n gamma_k)`` for ``gamma_k = 2 pi k/(2N-1)``: ``(N, 2N-1)`` each."""
+    ns = wavelets.directions(N)
+    angles = np.outer(ns, 2 * np.pi * np.arange(2 * N - 1) / (2 * N - 1))
+    return 2 * np.cos(angles), 2 * np.sin(angles)
+
+
+def _spin_parts(hn):
+    """How the pair of spin ``-n`` reads ``f h_n``: ``G = se Re(h_n) f``, ``C = -se Im(h_n) f``.
+
+    Returns ``"grad"`` (``C = 0``: ducc0's ``GRAD_ONLY``), ``"curl"`` (``G = 0``: ``GRAD_ONLY``
+    on ``C``, then ``Q + iU`` is ``i`` times the gradient-only map) or ``"both"``. Odd ``N`` gives
+    real weights, even ``N`` imaginary ones.
+    """
+    if not np.any(hn.imag):
+        return "grad"
+    if not np.any(hn.real):
+        return "curl"
+    return "both"
+
+
+def _weights(h, L, N):
+    """The scale's ``h (L, N)`` from a callback operand (a ``vmap`` may add unit axes)."""
+    h = np.asarray(h)
+    if int(np.prod(h.shape[:-2])) != 1:
+        raise ValueError("ducc: the wavelet weights cannot carry a batch axis")
+    return h.reshape(L, N)
+
+
+def _mix(coefficients, x):
+    """``y[v, k] = sum_c coefficients[k, c] x[v, c]`` for real coefficients and complex
+    ``x (V, C, ...)``, as one real matrix product on the interleaved parts: ``(V, K, ...)``."""
+    V, C = x.shape[:2]
+    parts = np.ascontiguousarray(x).view(np.finfo(x.dtype).dtype).reshape(V, C, -1)
+    out = np.matmul(coefficients.astype(parts.dtype), parts)
+    return out.view(x.dtype).reshape((V, -1) + x.shape[2:])
+
+
+def _split_batch(shape, core):
+    """``(V, B)``: sizes of the ``vmap`` axes (in front) and of the ``core`` batch axes."""
+    nv = len(shape) - core
+    return int(np.prod(shape[:nv])), int(np.prod(shape[nv:]))
+
+
+def _components(N, L):
+    """The Legendre components a scale carries and how directions mix them.
+
+    Returns ``(terms, mixing)``: ``terms`` lists ``n`` (0 once, each live ``n > 0`` once for its
+    ``legQ_n`` and once for its ``legU_n``), ``mixing (2N-1, len(terms))`` is 1 on ``leg_0``,
+    ``2 cos(n gamma_k)`` on ``legQ_n`` and ``2 sin(n gamma_k)`` on ``legU_n``.
+    """
+    cos, sin = _direction_factors(N)
+    terms, columns = [], []
+    for i, n in enumerate(wavelets.directions(N)):
+        if n < 0 or n >= L:
+            continue
+        if n == 0:
+            terms.append((i, 0))
+            columns.append(np.ones(2 * N - 1))
+        else:
+            terms.append((i, int(n)))
+            columns += [cos[i], sin[i]]
+    return terms, np.stack(columns, axis=1)
+
+
+def _wavelets_real(f, h, N, cdtype, fourier=False, core=0):
+    """Real-field wavelet maps at one scale: ``(..., L, L)`` half, ``h`` -> ``(..., 2N-1, L, 2L-1)``.
+
+    ``leg_k = leg_0 + sum_{n > 0} (2 cos(n gamma_k) legQ_n + 2 sin(n gamma_k) legU_n)``, where
+    ``leg_0`` is the spin-0 Legendre sum of ``f h_0`` and ``(legQ_n, legU_n)`` that of the spin-``n``
+    pair of ``f h_n`` (``g_n = conj(Q_n + i U_n)``), then one real FFT per direction.
+
+    With ``fourier`` the ``leg_k`` themselves are returned, direction first and as real pairs:
+    ``f (*vmap, *batch, L, L)`` (``core = len(batch)``) -> ``(*vmap, 2N-1, *batch, L, L, 2)``.
+    """
+    f = np.array(f, cdtype)
+    L = f.shape[-1]
+    lead = f.shape[:-2]
+    V, B = _split_batch(lead, core) if fourier else (int(np.prod(lead)), 1)
+    f = f.reshape(-1, L, L)
+    f[..., 0] = f[..., 0].real  # a real field's f_l0 is real
+    h = _weights(h, L, N)
+    terms, mixing = _components(N, L)
+    parts = np.empty((V, mixing.shape[1], B, L, L), cdtype)
+    c = 0
+    for i, n in terms:
+        if n == 0:
+            parts[:, c] = _alm2leg((f * h[:, i, None])[:, None], 0).reshape(V, B, L, L)
+            c += 1
+        else:
+            Q, U = _spin_legs(f, h[:, i], n)
+            parts[:, c], parts[:, c + 1] = Q.reshape(V, B, L, L), U.reshape(V, B, L, L)
+            c += 2
+    if fourier:
+        legs = _mix(mixing, parts)  # (V, K, B, L, L)
+        nv = len(lead) - core
+        return legs.view(np.finfo(cdtype).dtype).reshape(
+            lead[:nv] + (2 * N - 1,) + lead[nv:] + (L, L, 2))
+    legs = _mix(mixing, parts[:, :, 0])
+    return _leg2map(legs).reshape(lead + (2 * N - 1, L, 2 * L - 1))
+
+
+def _spin_legs(f, hn, n):
+    """``(legQ, legU)``, each ``(B, L, L)``, of the spin-``n`` pair of ``f h_n`` (spin ``-n`` field)."""
+    L = f.shape[-1]
+    se = -((-1.0) ** n)
+    kind = _spin_parts(hn)
+    if kind == "both":
+        pair = np.stack([se * hn.real[:, None] * f, -se * hn.imag[:, None] * f], axis=1)
+        leg = _alm2leg(pair, n)
+        return leg[:, 0], leg[:, 1]
+    factor = hn.real if kind == "grad" else -hn.imag
+    leg = _alm2leg((se * factor[:, None] * f)[:, None], n, grad_only=True)
+    if kind == "grad":
+        return leg[:, 0], leg[:, 1]
+    return -leg[:, 1], leg[:, 0]  # Q + iU = i (Q' + iU')
+
+
+def _wavelets_real_ct(ct, h, N, cdtype, fourier=False, core=0):
+    """JAX cotangent of :func:`_wavelets_real`: ``(..., 2N-1, L, 2L-1)`` real (or with ``fourier``
+    ``(*vmap, 2N-1, *batch, L, L, 2)`` real pairs) -> ``(..., L, L)``.
+
+    The cotangent of maps enters as its FFT ``sum_p ct_p e^{-i m phi_p}``. That of the ``(Re, Im)``
+    pairs, read as ``ct_Re + i ct_Im``, is the same with the ``m > 0`` entries doubled (the maps
+    count ``m`` and ``-m``), so with ``fourier`` it enters as ``(ct_Re + i ct_Im) / (1, 2, 2, ...)``.
+    """
+    real = np.finfo(cdtype).dtype
+    h = _weights(h, h.shape[-2], N)
+    L = h.shape[0]
+    terms, mixing = _components(N, L)
+    if fourier:
+        ct = np.ascontiguousarray(ct, real)
+        nv = ct.ndim - 4 - core
+        lead = ct.shape[:nv] + ct.shape[nv + 1:-3]
+        V, B = _split_batch(lead, core)
+        legs = ct.view(cdtype)[..., 0].reshape(V, 2 * N - 1, B, L, L) * _m_weights(L, 1.0, 0.5)
+        legs[..., 0] = legs[..., 0].real
+        legs = _mix(mixing.T, legs)  # (V, C, B, L, L)
+        legs = np.moveaxis(legs, 2, 1).reshape(V * B, -1, L, L)
+    else:
+        lead = ct.shape[:-3]
+        legs = _map2leg(np.asarray(ct, real).reshape((-1, 2 * N - 1, L, 2 * L - 1)))
+        legs = _mix(mixing.T, legs)
+    out = np.zeros((legs.shape[0], L, L), cdtype)
+    c = 0
+    for i, n in terms:
+        if n == 0:
+            out += h[:, i, None] * np.conj(_leg2alm(legs[:, c:c + 1], 0)[:, 0])
+            c += 1
+        else:
+            out += _spin_legs_ct(legs[:, c], legs[:, c + 1], h[:, i], n)
+            c += 2
+    out *= _m_weights(L, 1.0, 2.0)
+    out[..., 0] = out[..., 0].real
+    return out.reshape(lead + (L, L))
+
+
+def _spin_legs_ct(ctQ, ctU, hn, n):
+    """Cotangent on ``f`` of :func:`_spin_legs` (before the ``m > 0`` doubling)."""
+    se = -((-1.0) ** n)
+    kind = _spin_parts(hn)
+    if kind == "both":
+        u = _leg2alm(np.stack([ctQ, ctU], axis=1), n)
+        return se * (hn.real[:, None] * np.conj(u[:, 0]) - hn.imag[:, None] * np.conj(u[:, 1]))
+    if kind == "grad":
+        u = _leg2alm(np.stack([ctQ, ctU], axis=1), n, grad_only=True)[:, 0]
+        return se * hn.real[:, None] * np.conj(u)
+    u = _leg2alm(np.stack([ctU, -ctQ], axis=1), n, grad_only=True)[:, 0]
+    return -se * hn.imag[:, None] * np.conj(u)
+
+
 # ------------------------------------------------------------------ JAX wrappers
 def _callback(fn, x, shape, dtype):
     """``fn(x)`` on the host, leading axes of ``x`` kept (a vmap axis arrives as one more)."""
@@ -282,9 +521,42 @@ def _linear(kind, L, spin, real):
     return lambda x: f(jnp.asarray(x).astype(in_dtype))
 
 
+@functools.lru_cache(maxsize=None)
+def _wavelets_op(L, N, real, fourier, core):
+    """:func:`_wavelets_real` at ``(L, N)`` as a JAX function of ``(half, h)``, differentiable in
+    ``half``; ``core`` is the number of batch axes of ``half`` (``vmap`` may add more in front)."""
+    real = np.dtype(real)
+    cdtype = np.result_type(real, np.complex64)
+    kw = dict(N=N, cdtype=cdtype, fourier=fourier, core=core)
+
+    def out_shape(batch):
+        if fourier:
+            return (2 * N - 1,) + batch + (L, L, 2)
+        return batch + (2 * N - 1, L, 2 * L - 1)
+
+    @jax.custom_vjp
+    def f(half, h):
+        out = jax.ShapeDtypeStruct(out_shape(half.shape[:-2]), real)
+        return jax.pure_callback(functools.partial(_wavelets_real, **kw), out, half, h,
+                                 vmap_method="expand_dims")
+
+    def f_fwd(half, h):
+        return f(half, h), h
+
+    def f_bwd(h, ct):
+        batch = ct.shape[1:-3] if fourier else ct.shape[:-3]
+        out = jax.ShapeDtypeStruct(batch + (L, L), cdtype)
+        ct_half = jax.pure_callback(functools.partial(_wavelets_real_ct, **kw), out,
+                                    ct.astype(real), h, vmap_method="expand_dims")
+        return ct_half, jnp.zeros_like(h)
+
+    f.defvjp(f_fwd, f_bwd)
+    return lambda half, h: f(jnp.asarray(half).astype(cdtype), jnp.asarray(h).astype(cdtype))
+
+
 @register
 class DuccTransforms(SphericalTransforms):
-    """ducc0 SHTs on the host (see the module docstring); no tables."""
+    """ducc0 SHTs on the host (see the module docstring); no tables in the JAX program."""
 
     def __init__(self, bandlimits, spins, dtype=np.float64):
         super().__init__(bandlimits, spins, dtype)
@@ -298,3 +570,11 @@ class DuccTransforms(SphericalTransforms):
 
     def analysis_real(self, f, L):
         return _linear("analysis_real", int(L), 0, self.dtype.str)(f)
+
+    def wavelets_real(self, alm_half, h, N):
+        op = _wavelets_op(int(h.shape[0]), int(N), self.dtype.str, False, alm_half.ndim - 2)
+        return op(alm_half, h)
+
+    def wavelets_real_fourier(self, alm_half, h, N):
+        op = _wavelets_op(int(h.shape[0]), int(N), self.dtype.str, True, alm_half.ndim - 2)
+        return op(alm_half, h)

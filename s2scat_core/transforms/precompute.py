@@ -47,14 +47,18 @@ class PrecomputeTransforms(SphericalTransforms):
                         np.transpose(half, (0, 2, 1)) * gl_weights(L)[None, None, :], dtype=self.dtype)
         self.tables = {"synthesis": synth, "analysis": analysis}
 
+    def synthesis_fourier(self, alm, L, spin):
+        return _real_times_complex("mtl,...lm->...tm", self.tables["synthesis"][f"{L}:{spin}"], alm)
+
     def synthesis(self, alm, L, spin):
-        kernel = self.tables["synthesis"][f"{L}:{spin}"]
-        ftm = _real_times_complex("mtl,...lm->...tm", kernel, alm)
+        ftm = self.synthesis_fourier(alm, L, spin)
         return jnp.fft.ifft(jnp.fft.ifftshift(ftm, axes=-1), axis=-1, norm="forward")
 
+    def synthesis_real_fourier(self, alm_half, L):
+        return _real_times_complex("mtl,...lm->...tm", self.tables["synthesis"][f"{L}:real"], alm_half)
+
     def synthesis_real(self, alm_half, L):
-        kernel = self.tables["synthesis"][f"{L}:real"]
-        ftm = _real_times_complex("mtl,...lm->...tm", kernel, alm_half)
+        ftm = self.synthesis_real_fourier(alm_half, L)
         return jnp.fft.irfft(ftm, n=2 * L - 1, axis=-1, norm="forward")
 
     def analysis_real(self, f, L):

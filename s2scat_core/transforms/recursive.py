@@ -120,18 +120,25 @@ class RecursiveTransforms(SphericalTransforms):
             weights[f"{L}"] = jnp.asarray(gl_weights(L), self.dtype)
         self.tables = {"recursion": tables, "norm": norms, "weights": weights}
 
-    def synthesis(self, alm, L, spin):
+    def synthesis_fourier(self, alm, L, spin):
         key = f"{L}:{spin}"
         a = _split(alm * self.tables["norm"][key][:, None])
         ftm = accumulate(self.tables["recursion"][key], a)
-        ftm = ftm[0] + 1j * ftm[1]
+        return ftm[0] + 1j * ftm[1]
+
+    def synthesis(self, alm, L, spin):
+        ftm = self.synthesis_fourier(alm, L, spin)
         return jnp.fft.ifft(jnp.fft.ifftshift(ftm, axes=-1), axis=-1, norm="forward")
 
-    def synthesis_real(self, alm_half, L):
+    def synthesis_real_fourier(self, alm_half, L):
         key = f"{L}:0"
         a = _split(alm_half * self.tables["norm"][key][:, None])
         ftm = accumulate(_half_tables(self.tables["recursion"][key], L), a)
-        return jnp.fft.irfft(ftm[0] + 1j * ftm[1], n=2 * L - 1, axis=-1, norm="forward")
+        return ftm[0] + 1j * ftm[1]
+
+    def synthesis_real(self, alm_half, L):
+        ftm = self.synthesis_real_fourier(alm_half, L)
+        return jnp.fft.irfft(ftm, n=2 * L - 1, axis=-1, norm="forward")
 
     def analysis_real(self, f, L):
         key = f"{L}:0"

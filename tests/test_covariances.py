@@ -1,0 +1,53 @@
+"""The statistics' building blocks: Parseval over rings, the Gram matrix and its VJP, and S3/S4
+from ring Fourier coefficients against sums over pixels."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.test_util import check_grads
+
+from s2scat_core import covariances as cov
+from s2scat_core import transforms
+from s2scat_core.transforms.base import gl_weights
+from conftest import random_half, rel_err
+
+
+def real_maps(L, count, seed=0):
+    backend = transforms.get("precompute")([L], [])
+    halves = np.stack([random_half(L, seed + i) for i in range(count)])
+    return np.asarray(backend.synthesis_real(halves, L))  # (count, L, 2L-1), band-limited
+
+
+def ring_pairs(maps):
+    L = maps.shape[-2]
+    return cov.as_pairs(jnp.fft.rfft(maps, axis=-1) / (2 * L - 1))
+
+
+def test_ring_weights_turn_the_sphere_integral_into_a_dot_product():
+    L = 11
+    u, v = real_maps(L, 2)
+    q = jnp.asarray(gl_weights(L))
+    pixels = np.sum(np.asarray(q)[:, None] * u * v)
+    w = cov.ring_weights(q) ** 2
+    assert rel_err(jnp.sum(ring_pairs(u) * w * ring_pairs(v)), pixels) < 1e-13
+    assert float(cov.ring_weights(q)[0, 0, 1]) == 0.0  # Im F[t, 0] carries nothing
+
+
+def test_gram_and_its_hand_written_vjp():
+    rows = jnp.asarray(np.random.default_rng(0).standard_normal((3, 4, 50)))
+    assert rel_err(cov.gram(rows), jnp.einsum("kix,kjx->kij", rows, rows)) < 1e-14
+    check_grads(cov.gram, (rows,), order=1, modes=["rev"])
+
+
+def test_s3_s4_from_ring_coefficients_equal_pixel_sums():
+    L, A, K = 9, 2, 3
+    q = jnp.asarray(gl_weights(L))
+    maps = real_maps(L, A * K * K, seed=3).reshape(A, K, K, L, 2 * L - 1)  # N[a, k2, k1]
+    w = real_maps(L, K, seed=40)  # W[k1]
+    second = jnp.moveaxis(ring_pairs(maps), 2, 0)  # (K1, A, K2, L, L, 2)
+    rows = cov.weighted_rows(second, q)
+    qn = np.asarray(q)[:, None]
+    s3 = np.einsum("akctp,ctp->akc", maps * qn, w)
+    s4 = np.einsum("akctp,bjctp->abkjc", maps * qn, maps)
+    assert rel_err(cov.s3(rows, jnp.asarray(w), q, A), s3) < 1e-13
+    assert rel_err(cov.s4(rows, A), s4) < 1e-13
