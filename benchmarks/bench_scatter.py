@@ -12,7 +12,8 @@ The gradient is that of S2SCAT's synthesis loss, ``sum_i mean((S_i(x) - S_i(targ
 the six normalised statistics, ``jax.jit(jax.grad(loss))``. N = 3, J_min = 0, reality.
 
     python benchmarks/bench_scatter.py --L 32 64 128 --modes precompute recursive
-    python benchmarks/bench_scatter.py --L 64 128 256 512 1024 --modes ducc --reference-max-L 128
+    python benchmarks/bench_scatter.py --L 256 512 1024 --modes ducc --repeats 3 --no-reference
+    python benchmarks/bench_scatter.py --show A.json B.json --plot time.png   # tables, one plot
 
 S2SCAT runs with ``--reference-python`` (default: ``.venv-parity/bin/python`` if present, an
 environment with s2scat 0.0.3 installed as in ``.ci/run``). Results go to ``--json``.
@@ -197,15 +198,19 @@ def main(argv=None):
     p.add_argument("--no-reference", action="store_true")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/scatter.json")
     p.add_argument("--plot", type=Path, default=None, help="also draw time against L")
-    p.add_argument("--show", type=Path, default=None, help="print the table of a saved --json and exit")
+    p.add_argument("--show", type=Path, nargs="+", default=None,
+                   help="print the tables of saved --json files (and --plot them together), then exit")
     p.add_argument("--worker", choices=["ours", "s2scat"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.show:
-        saved = json.loads(args.show.read_text())
-        print(saved["meta"], "\n")
-        print(table(saved["results"]))
+        everything = []
+        for path in args.show:
+            saved = json.loads(path.read_text())
+            print(saved["meta"], "\n")
+            print(table(saved["results"]), "\n")
+            everything += saved["results"]
         if args.plot:
-            plot(saved["results"], args.plot)
+            plot(everything, args.plot)
         return
     if args.worker:
         print(json.dumps(worker(args.worker, args.modes[0], args.L[0], args.N, args.J_min,
