@@ -75,6 +75,22 @@ def real_half(half):
     return jnp.concatenate([half[..., :1].real.astype(half.dtype), half[..., 1:]], axis=-1)
 
 
+def _spin_syntheses(half, h, N: int, synthesis_real, synthesis):
+    """``(i, n, g_n)`` for each ``n >= 0`` below the band-limit: ``synthesis_real`` of
+    ``f h_0`` for ``n = 0``, ``synthesis`` at spin ``-n`` of ``f h_n`` (full layout) for ``n > 0``."""
+    Lj = h.shape[0]
+    full = None
+    for i, n in enumerate(wavelets.directions(N)):
+        if n < 0 or n >= Lj:  # g_{-n} = conj(g_n); g_n = 0 for n >= Lj
+            continue
+        if n == 0:
+            yield i, 0, synthesis_real(half * h[:, i, None], Lj)
+            continue
+        if full is None:
+            full = expand_half(half)
+        yield i, int(n), synthesis(full * h[:, i, None], Lj, -int(n))
+
+
 def real_from_spins(backend, half, h, N: int):
     """Wavelet maps of a real field from a backend's spin transforms.
 
@@ -83,20 +99,12 @@ def real_from_spins(backend, half, h, N: int):
     ``half (..., Lj, Lj)``, ``h (Lj, N)`` -> ``(..., 2N-1, Lj, 2Lj-1)`` real.
     """
     Lj = h.shape[0]
-    ns = wavelets.directions(N)
     phases = direction_phases(N)
-    full = None
     out = 0.0
-    for i, n in enumerate(ns):
-        if n < 0 or n >= Lj:
-            continue
+    for i, n, g in _spin_syntheses(half, h, N, backend.synthesis_real, backend.synthesis):
         if n == 0:
-            g = backend.synthesis_real(half * h[:, i, None], Lj)
             out = out + g[..., None, :, :]
         else:
-            if full is None:
-                full = expand_half(half)
-            g = backend.synthesis(full * h[:, i, None], Lj, -int(n))
             phase = jnp.asarray(2 * phases[:, i], dtype=g.dtype)[:, None, None]
             out = out + (phase * g[..., None, :, :]).real
     return jnp.broadcast_to(out, half.shape[:-2] + (2 * N - 1, Lj, 2 * Lj - 1))
@@ -110,20 +118,13 @@ def real_fourier_from_spins(backend, half, h, N: int):
     at ``m >= 0``. ``half (*batch, Lj, Lj)`` -> ``(2N-1, *batch, Lj, Lj, 2)``.
     """
     Lj = h.shape[0]
-    ns = wavelets.directions(N)
     phases = direction_phases(N)
-    full = None
     out = 0.0
-    for i, n in enumerate(ns):
-        if n < 0 or n >= Lj:
-            continue
+    for i, n, G in _spin_syntheses(half, h, N, backend.synthesis_real_fourier,
+                                   backend.synthesis_fourier):
         if n == 0:
-            F = backend.synthesis_real_fourier(half * h[:, i, None], Lj)
-            out = out + F[None]
+            out = out + G[None]
         else:
-            if full is None:
-                full = expand_half(half)
-            G = backend.synthesis_fourier(full * h[:, i, None], Lj, -int(n))
             positive, negative = G[..., Lj - 1:], jnp.conj(G[..., Lj - 1::-1])
             phase = jnp.asarray(phases[:, i], dtype=G.dtype).reshape((-1,) + (1,) * G.ndim)
             out = out + phase * positive[None] + jnp.conj(phase) * negative[None]
