@@ -181,7 +181,8 @@ def build(L: int, N: int, J_min: int = 0, *, reality: bool = True, mode: str = "
         mode: transform backend, one of ``s2scat_core.transforms.BACKENDS``
             (``"precompute"``: tabulated kernels, fastest, ``O(N L^3)`` memory;
             ``"recursive"``: on-the-fly recursion, ``O(N L^2)`` memory; ``"ducc"``: ducc0's CPU
-            transforms, ``O(N L^2)`` memory, fastest on a CPU from L = 128).
+            transforms, ``O(N L^2)`` memory, on a par with precompute at L = 128 on a CPU and
+            the way beyond it, to L = 1024).
         isotropic: sum S3 and S4 over directions.
         delta_j: pair scales ``j1 < j2 <= j1 + delta_j`` only (``None``: all pairs), ``>= 1``.
         dtype: ``"float64"`` (default) or ``"float32"``.
