@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import covariances as cov
-from ._malloc import keep_freed_memory
 from . import labels as _labels
 from . import transforms, wavelets
 from ._checks import check_choice, check_scales
+from ._malloc import keep_freed_memory
 from .transforms import directional
 from .transforms.base import expand_half, gl_weights
 
