@@ -17,6 +17,7 @@ from typing import Iterable
 
 import ducc0
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -64,16 +65,12 @@ class SphericalTransforms(abc.ABC):
         """:meth:`synthesis` as ring Fourier coefficients ``G[..., t, L-1+m]``, ``|m| < L``, with
         ``f(theta_t, phi_p) = sum_m G[t, L-1+m] e^{i m phi_p}``: ``(..., L, 2L-1)`` complex.
         The default takes the FFT of the map; a backend that has ``G`` before its FFT returns it."""
-        import jax.numpy as jnp
-
         f = self.synthesis(alm, L, spin)
         return jnp.fft.fftshift(jnp.fft.fft(f, axis=-1, norm="forward"), axes=-1)
 
     def synthesis_real_fourier(self, alm_half, L: int):
         """:meth:`synthesis_real` as ring Fourier coefficients ``F[..., t, m]``, ``0 <= m < L``
         (``F[t, -m] = conj(F[t, m])``): ``(..., L, L)`` complex. Default: the FFT of the map."""
-        import jax.numpy as jnp
-
         return jnp.fft.rfft(self.synthesis_real(alm_half, L), axis=-1, norm="forward")
 
     def wavelets_real(self, alm_half, h, N: int):
@@ -125,8 +122,6 @@ def expand_half(alm_half):
 
     NumPy in, NumPy out; anything else (JAX arrays, tracers) goes through ``jax.numpy``.
     """
-    import jax.numpy as jnp
-
     xp = np if isinstance(alm_half, np.ndarray) else jnp
     L = alm_half.shape[-1]
     signs = np.where(np.arange(1, L) % 2, -1.0, 1.0).astype(alm_half.real.dtype)

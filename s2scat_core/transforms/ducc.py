@@ -109,6 +109,12 @@ def _legendre_table(L, spin, grad_only):
     return table.reshape(L, n_out * L, n_in * L)
 
 
+@functools.lru_cache(maxsize=None)
+def _legendre_table_adjoint(L, spin, grad_only):
+    """``leg2alm`` as tables: the conjugate transpose of :func:`_legendre_table`, per ``m``."""
+    return np.ascontiguousarray(np.conj(np.swapaxes(_legendre_table(L, spin, grad_only), 1, 2)))
+
+
 def _by_table(table, x, n_in, n_out):
     """``y[k, a, t, m] = sum_{b, l} table[m, a*L + t, b*L + l] x[k, b, l, m]``: ``(n, n_in, L, L)``
     complex -> ``(n, n_out, L, L)``, one matrix product per ``m`` (a real one on interleaved
@@ -172,8 +178,7 @@ def _leg2alm(leg, spin, ring_weights=False, grad_only=False):
     n_in = 1 if grad_only or not spin else 2
     ins = np.ascontiguousarray(leg).reshape(-1, n_out, L, L)
     if L <= TABLE_MAX:
-        table = np.conj(np.swapaxes(_legendre_table(L, spin, grad_only), 1, 2))
-        alm = _by_table(table, ins, n_out, n_in)
+        alm = _by_table(_legendre_table_adjoint(L, spin, grad_only), ins, n_out, n_in)
     else:
         alm = np.zeros((ins.shape[0], n_in, L, L), leg.dtype)
         mode = "GRAD_ONLY" if grad_only else "STANDARD"
@@ -348,6 +353,7 @@ def _split_batch(shape, core):
     return int(np.prod(shape[:nv])), int(np.prod(shape[nv:]))
 
 
+@functools.lru_cache(maxsize=None)
 def _components(N, L):
     """The Legendre components a scale carries and how directions mix them.
 
