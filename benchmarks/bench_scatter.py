@@ -5,6 +5,9 @@ For each band-limit L and backend mode, a fresh process (so peak memory is its o
 * build: ``s2scat_core.build(...)`` / ``s2scat.configure(...)``;
 * first forward: the normalisation and target statistics, the first calls (compilation
   included); first gradient: the first call of the gradient (compilation included);
+* compile: trace, lower and compile, ahead of time (``jax.jit(f).lower(...).compile()``, no
+  run) of the normalisation, the forward and the gradient, on fresh functions after the
+  timings (so nothing is reused from the calls above);
 * forward / gradient: median of steady calls;
 * peak memory: the process's maximum resident set size.
 
@@ -86,6 +89,11 @@ def worker(impl: str, mode: str, L: int, N: int, J_min: int, repeats: int) -> di
         grad = jax.jit(jax.grad(loss, argnums=1))
         forward = lambda: op.scatter(x, norm)  # noqa: E731
         gradient = lambda: grad(op, x)  # noqa: E731
+
+        def compile_all():  # fresh functions: nothing cached from the timed calls
+            return [(lambda op, t: op.norm(t), (op, target)),
+                    (lambda op, x: op.scatter(x, norm), (op, x)),
+                    (jax.grad(lambda op, x: loss(op, x), argnums=1), (op, x))]
     else:
         import s2scat
 
@@ -105,12 +113,31 @@ def worker(impl: str, mode: str, L: int, N: int, J_min: int, repeats: int) -> di
         grad = jax.jit(jax.grad(lambda x: s2scat.optimisation.l2_covariance_loss(run(x), goal)))
         forward = lambda: run(x)  # noqa: E731
         gradient = lambda: grad(x)  # noqa: E731
+
+        def compile_all():  # the kernels (config) as arguments, not constants
+            def scatter(x, c):
+                return s2scat.scatter(x, L, N, J_min, True, c, norm, recursive, False, None)
+
+            def loss(x, c):
+                return s2scat.optimisation.l2_covariance_loss(scatter(x, c), goal)
+
+            return [(lambda t, c: s2scat.compute_norm(t, L, N, J_min, True, c, recursive),
+                     (target, config)),
+                    (scatter, (x, config)),
+                    (jax.grad(loss), (x, config))]
     _, steady_forward = _timed(forward, repeats)
     first_gradient, steady_gradient = _timed(gradient, repeats)
+    compile_s = []
+    for fn, fn_args in compile_all():
+        t0 = time.perf_counter()
+        jax.jit(fn).lower(*fn_args).compile()
+        compile_s.append(time.perf_counter() - t0)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return dict(impl=impl, mode=mode, L=L, N=N, J_min=J_min, build_s=build,
                 first_forward_s=first_forward, forward_s=steady_forward,
-                first_gradient_s=first_gradient, gradient_s=steady_gradient, peak_mb=peak_mb)
+                first_gradient_s=first_gradient, gradient_s=steady_gradient,
+                compile_norm_s=compile_s[0], compile_forward_s=compile_s[1],
+                compile_gradient_s=compile_s[2], peak_mb=peak_mb)
 
 
 # ----------------------------------------------------------------------------- driver side
@@ -132,28 +159,43 @@ def run_one(python: str, impl: str, mode: str, L: int, args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def setup_s(r: dict) -> float | None:
+    """Build plus ahead-of-time compile (normalisation, forward, gradient), seconds."""
+    keys = ("compile_norm_s", "compile_forward_s", "compile_gradient_s")
+    return r["build_s"] + sum(r[k] for k in keys) if all(k in r for k in keys) else None
+
+
 def table(results: list[dict]) -> str:
     ref = {(r["mode"], r["L"]): r for r in results if r["impl"] == "s2scat" and "error" not in r}
-    head = ("| mode | L | build s | 1st fwd s | 1st grad s | fwd ms | grad ms | peak GB "
-            "| S2SCAT fwd ms | S2SCAT grad ms | S2SCAT build+1st s | fwd x | grad x | build+compile ratio | memory ratio |")
-    lines = [head, "|" + "---|" * 15]
+    head = ("| mode | L | build s | compile s | build+compile s | 1st fwd s | 1st grad s | fwd ms "
+            "| grad ms | peak GB | S2SCAT fwd ms | S2SCAT grad ms | S2SCAT build+compile s "
+            "| fwd x | grad x | build+compile ratio | memory ratio |")
+    ncol = head.count("|") - 1
+    lines = [head, "|" + "---|" * ncol]
+
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+
     for r in results:
         if r["impl"] != "ours":
             continue
         if "error" in r:
-            lines.append(f"| {r['mode']} | {r['L']} | {r['error']} |" + " |" * 13)
+            lines.append(f"| {r['mode']} | {r['L']} | {r['error']} |" + " |" * (ncol - 3))
             continue
         # S2SCAT has precompute and recursive modes; other backends are compared to precompute.
         s = ref.get((r["mode"] if r["mode"] in REFERENCE_MODES else "precompute", r["L"]))
-        ours_setup = r["build_s"] + r["first_forward_s"] + r["first_gradient_s"]
-        row = [r["mode"], r["L"], f"{r['build_s']:.2f}", f"{r['first_forward_s']:.1f}",
-               f"{r['first_gradient_s']:.1f}", f"{1e3 * r['forward_s']:.1f}",
-               f"{1e3 * r['gradient_s']:.1f}", f"{r['peak_mb'] / 1024:.2f}"]
+        ours = setup_s(r)
+        row = [r["mode"], r["L"], f"{r['build_s']:.2f}",
+               fmt(None if ours is None else ours - r["build_s"], ".1f"), fmt(ours, ".1f"),
+               f"{r['first_forward_s']:.1f}", f"{r['first_gradient_s']:.1f}",
+               f"{1e3 * r['forward_s']:.1f}", f"{1e3 * r['gradient_s']:.1f}",
+               f"{r['peak_mb'] / 1024:.2f}"]
         if s:
-            ref_setup = s["build_s"] + s["first_forward_s"] + s["first_gradient_s"]
-            row += [f"{1e3 * s['forward_s']:.1f}", f"{1e3 * s['gradient_s']:.1f}", f"{ref_setup:.0f}",
+            theirs = setup_s(s)
+            ratio = None if ours is None or theirs is None else ours / theirs
+            row += [f"{1e3 * s['forward_s']:.1f}", f"{1e3 * s['gradient_s']:.1f}", fmt(theirs, ".0f"),
                     f"{s['forward_s'] / r['forward_s']:.1f}", f"{s['gradient_s'] / r['gradient_s']:.1f}",
-                    f"{ours_setup / ref_setup:.2f}", f"{r['peak_mb'] / s['peak_mb']:.2f}"]
+                    fmt(ratio, ".2f"), f"{r['peak_mb'] / s['peak_mb']:.2f}"]
         else:
             row += ["-"] * 7
         lines.append("| " + " | ".join(str(v) for v in row) + " |")

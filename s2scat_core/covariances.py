@@ -11,10 +11,10 @@ second wavelet layer, on the grid of ``L_{j1}``), ``Q_j`` the GL weights (``sum 
 * ``S3[j1][j2, k2, k1] = Re sum_tp Q_t conj(N_{j1,j2,k2,k1}) W_{j1,k1}`` (no 1/(4 pi));
 * ``S4[j1][j2, j3, k2, k3, k1] = Re sum_tp Q_t N_{j1,j2,k2,k1} conj(N_{j1,j3,k3,k1})``.
 
-The second layer enters as ring Fourier coefficients (no FFT back to maps), laid out direction
-``k1`` first with the quadrature folded in (:func:`weighted_rows`), so S3 is a matrix-vector
-product and S4 a Gram matrix per direction ``k1``, each one batched matrix product; no
-``(J, J, N, N, pixels)`` product is ever formed.
+The second layer enters as ring Fourier coefficients with the quadrature folded in (no FFT
+back to maps), one array per direction ``k1`` (:func:`as_rows`), so S3 is a matrix-vector
+product and S4 a Gram matrix per direction ``k1``; no ``(J, J, N, N, pixels)`` product is ever
+formed.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .transforms.base import ring_weights
 
 _SQRT_4PI = float(np.sqrt(4 * np.pi))
 
@@ -35,7 +37,7 @@ def mean_variance(flm_full):
 
 
 def s1(mlm_half):
-    """``S1[k] = Re M_{00,k} / sqrt(4 pi)`` from the ``m >= 0`` half ``(2N-1, Lj, Lj)``: ``(2N-1,)``."""
+    """``S1[k] = Re M_{00,k} / sqrt(4 pi)`` from the ``m >= 0`` half ``(2N-1, B, B)`` (any ``B``): ``(2N-1,)``."""
     return mlm_half[..., 0, 0].real / _SQRT_4PI
 
 
@@ -45,52 +47,39 @@ def s2(w, q):
     return jnp.einsum("ktp,t->k", power, q) / (4 * np.pi)
 
 
-def ring_weights(q):
-    """``sqrt`` of the Parseval weights of ring Fourier coefficients ``F[t, m]`` as real pairs.
-
-    For real maps ``u, v`` of band-limit ``Lj`` on the GL grid, ``sum_tp Q_t u_tp v_tp =
-    sum_t Q_t (2Lj-1) (u_t0 v_t0 + 2 Re sum_{m>0} conj(u_tm) v_tm)``, so with ``F`` viewed as
-    ``(Re, Im)`` pairs the weight is ``Q_t (2Lj-1) c``: ``c = (1, 0)`` at ``m = 0`` and ``(2, 2)``
-    above. Returns ``(Lj, Lj, 2)``.
-    """
-    T = q.shape[0]
-    c = jnp.full((T, 2), 2.0, q.dtype).at[0].set(jnp.asarray([1.0, 0.0], q.dtype))
-    return jnp.sqrt(q[:, None, None] * (2 * T - 1) * c[None])
-
-
 def as_pairs(F):
     """Complex ``(..., T, M)`` -> real ``(..., T, M, 2)`` of ``(Re, Im)``."""
     return jnp.stack([F.real, F.imag], axis=-1)
 
 
-def weighted_rows(second, q):
+def as_rows(second):
     """The second layer as rows that turn sphere integrals into dot products.
 
-    ``second (K1, A, K2, Lj, Lj, 2)``: ring Fourier coefficients of the second-layer maps as
-    ``(Re, Im)`` pairs, direction ``k1`` first -> ``(K1, A*K2, 2 Lj^2)`` weighted by
-    :func:`ring_weights`, so that S3 and S4 are matrix products batched over ``k1``.
+    ``second``: for each direction ``k1``, ``(A, K2, Lj, Lj, 2)`` weighted ring coefficients of
+    the second-layer maps (``SphericalTransforms.wavelets_real_fourier``) -> a list of ``K1``
+    arrays ``(A*K2, 2 Lj^2)`` (reshapes, no copy), so that S3 is a matrix-vector product and S4
+    a Gram matrix per ``k1``.
     """
-    K1, A, K2, T, M, _ = second.shape
-    return (second * ring_weights(q)).reshape(K1, A * K2, T * M * 2)
+    return [s.reshape(s.shape[0] * s.shape[1], -1) for s in second]
 
 
 def s3(rows, w, q, A):
-    """``S3[a, k2, k1]`` from :func:`weighted_rows` ``(K1, A*K2, X)`` and the first-layer maps
-    ``w (K1, Lj, 2Lj-1)`` at scale ``j1`` (their real part: the second layer is real)."""
-    K1, I = rows.shape[:2]
+    """``S3[a, k2, k1]`` from :func:`as_rows` (``K1`` arrays ``(A*K2, X)``) and the first-layer
+    maps ``w (K1, Lj, 2Lj-1)`` at scale ``j1`` (their real part: the second layer is real)."""
     T = w.shape[-2]
     F = jnp.fft.rfft(w.real, axis=-1) / (2 * T - 1)
-    y = (as_pairs(F) * ring_weights(q)).reshape(K1, -1)
-    return jnp.einsum("kix,kx->ik", rows, y).reshape(A, I // A, K1)
+    r = ring_weights(q)
+    out = jnp.stack([rk @ (as_pairs(Fk) * r).reshape(-1) for rk, Fk in zip(rows, F)], axis=-1)
+    return out.reshape(A, -1, len(rows))
 
 
 @jax.custom_vjp
 def gram(rows):
-    """``G[k] = R_k R_k^T`` for ``rows (K, I, X)``: ``(K, I, I)``.
+    """``G[k] = R_k R_k^T`` for a list of ``K`` arrays ``R_k (I, X)``: ``(K, I, I)``.
 
-    One 2D product per ``k`` (XLA's CPU batched product is several times slower for the short,
-    wide ``R_k`` here) and a hand-written VJP, ``dR_k = (C_k + C_k^T) R_k``, one product where
-    autodiff makes two."""
+    One 2D product per ``k`` on its own array (XLA's CPU batched product, or products of
+    slices of one array, are several times slower for the short, wide ``R_k`` here) and a
+    hand-written VJP, ``dR_k = (C_k + C_k^T) R_k``, one product where autodiff makes two."""
     return jnp.stack([r @ r.T for r in rows])
 
 
@@ -99,15 +88,16 @@ def _gram_fwd(rows):
 
 
 def _gram_bwd(rows, ct):
-    return (jnp.einsum("kij,kjx->kix", ct + jnp.swapaxes(ct, 1, 2), rows),)
+    return ([(c + c.T) @ r for c, r in zip(ct, rows)],)
 
 
 gram.defvjp(_gram_fwd, _gram_bwd)
 
 
 def s4(rows, A):
-    """``S4[a, b, k2, k3, k1]`` from :func:`weighted_rows` ``(K1, A*K2, X)``: a Gram matrix per ``k1``."""
-    K1, I = rows.shape[:2]
+    """``S4[a, b, k2, k3, k1]`` from :func:`as_rows` (``K1`` arrays ``(A*K2, X)``): a Gram
+    matrix per ``k1``."""
+    K1, I = len(rows), rows[0].shape[0]
     return jnp.moveaxis(gram(rows), 0, -1).reshape(A, I // A, A, I // A, K1).transpose(0, 2, 1, 3, 4)
 
 

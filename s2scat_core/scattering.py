@@ -74,6 +74,11 @@ class Config:
         top = self.J if self.delta_j is None else min(j1 + self.delta_j, self.J)
         return tuple(range(j1 + 1, top + 1))
 
+    def modulus_bandlimit(self, j2: int) -> int:
+        """Band-limit to which ``|W_j2|`` is read: ``l = 0`` for S1, ``l, m < L_j1`` as the input
+        of the second layer at each ``j1`` paired with ``j2``."""
+        return max([1] + [self.bandlimit(j1) for j1 in self.scales if j2 in self.partners(j1)])
+
 
 @jax.tree_util.register_pytree_node_class
 class Scattering:
@@ -242,7 +247,7 @@ def _single(op: Scattering, flm, norm):
     S1, S2, moduli = [], [], {}
     for j in c.scales:
         Lj = c.bandlimit(j)
-        moduli[j] = op.backend.analysis_real(jnp.abs(W[j]), Lj)  # (2N-1, Lj, Lj)
+        moduli[j] = op.backend.analysis_real(jnp.abs(W[j]), Lj, c.modulus_bandlimit(j))  # (2N-1, B, B)
         S1.append(cov.s1(moduli[j]))
         S2.append(cov.s2(W[j], op.quadrature[str(j)]))
     S3, S4 = [], []
@@ -253,7 +258,7 @@ def _single(op: Scattering, flm, norm):
         second = directional.analysis(op.backend, stacked, op.weights[str(j1)], c.N, real=True,
                                       fourier=True)
         q = op.quadrature[str(j1)]
-        rows = cov.weighted_rows(second, q)
+        rows = cov.as_rows(second)
         S3.append(cov.s3(rows, W[j1], q, len(partners)))
         S4.append(cov.s4(rows, len(partners)))
     if norm is not None:

@@ -38,6 +38,23 @@ def gl_weights(L: int) -> np.ndarray:
     return np.asarray(ducc0.misc.GL_weights(L, 2 * L - 1), dtype=np.float64)
 
 
+def ring_weights(q):
+    """``sqrt`` of the Parseval weights of ring Fourier coefficients as ``(Re, Im)`` pairs.
+
+    For real maps ``u, v`` of band-limit ``L`` on the GL grid with ring coefficients
+    ``F[t, m] = sum_p f_tp e^{-i m phi_p} / (2L-1)``,
+    ``sum_tp q_t u_tp v_tp = sum_t q_t (2L-1) (U_t0 V_t0 + 2 Re sum_{m>0} conj(U_tm) V_tm)``, so as
+    ``(Re, Im)`` pairs the weight is ``q_t (2L-1) c_m``, ``c_0 = (1, 0)`` and ``c_m = (2, 2)``
+    above. ``q (L,)``: the GL weights (:func:`gl_weights`). Returns ``(L, L, 2)``; NumPy in,
+    NumPy out, anything else through ``jax.numpy``.
+    """
+    xp = np if isinstance(q, np.ndarray) else jnp
+    T = q.shape[0]
+    c = np.full((T, 2), 2.0)
+    c[0] = (1.0, 0.0)
+    return xp.sqrt(q[:, None, None] * (2 * T - 1) * xp.asarray(c, q.dtype)[None])
+
+
 class SphericalTransforms(abc.ABC):
     """Spin-weighted SHTs on the GL grid for a fixed set of band-limits and spins.
 
@@ -58,8 +75,11 @@ class SphericalTransforms(abc.ABC):
         """Spin-0 synthesis of a real field from its ``m >= 0`` half: ``(..., L, L)`` -> ``(..., L, 2L-1)`` real."""
 
     @abc.abstractmethod
-    def analysis_real(self, f, L: int):
-        """Spin-0 analysis of a real map: ``(..., L, 2L-1)`` real -> ``m >= 0`` half ``(..., L, L)`` complex."""
+    def analysis_real(self, f, L: int, bandlimit: int | None = None):
+        """Spin-0 analysis of a real map: ``(..., L, 2L-1)`` real -> ``m >= 0`` half ``(..., B, B)``
+        complex, the coefficients ``l, m < B = bandlimit`` (default ``L``, at most ``L``): the GL
+        quadrature ``f_lm = sum_tp w_t f(theta_t, phi_p) Y*_lm``, exact for band-limited maps and
+        the same quadrature (truncated) for others, such as moduli."""
 
     def synthesis_fourier(self, alm, L: int, spin: int):
         """:meth:`synthesis` as ring Fourier coefficients ``G[..., t, L-1+m]``, ``|m| < L``, with
@@ -86,18 +106,24 @@ class SphericalTransforms(abc.ABC):
         return real_from_spins(self, alm_half, h, N)
 
     def wavelets_real_fourier(self, alm_half, h, N: int):
-        """The maps of :meth:`wavelets_real` as ring Fourier coefficients, direction first.
+        """The maps of :meth:`wavelets_real` as weighted ring Fourier coefficients, one array a
+        direction.
 
-        ``alm_half (*batch, Lj, Lj)`` -> ``(2N-1, *batch, Lj, Lj, 2)`` real: ``(Re, Im)`` of
-        ``F[t, m]``, ``m = 0..Lj-1``, with ``W(theta_t, phi_p) = sum_{|m| < Lj} F[t, m] e^{i m phi_p}``
-        and ``F[t, -m] = conj(F[t, m])`` (``F[t, 0]`` real). Sphere integrals of products of
-        such maps need no FFT (Parseval over ``phi``), and the layout is the one the second-layer
-        statistics contract over. The default composes :meth:`synthesis_real_fourier` and
-        :meth:`synthesis_fourier` (:func:`.directional.real_fourier_from_spins`).
+        ``alm_half (*batch, Lj, Lj)`` -> a tuple of ``2N-1`` arrays ``(*batch, Lj, Lj, 2)`` real:
+        ``r[t, m] (Re, Im)`` of ``F[t, m]``, ``m = 0..Lj-1``, where
+        ``W(theta_t, phi_p) = sum_{|m| < Lj} F[t, m] e^{i m phi_p}`` (``F[t, -m] = conj(F[t, m])``)
+        and ``r = ring_weights(gl_weights(Lj))``. The weights make the sphere integral of a
+        product a dot product (Parseval over ``phi`` and the GL quadrature): for two such
+        maps ``sum_tp w_t u_tp v_tp = sum_tmc U[t, m, c] V[t, m, c]``, which is all the
+        second-layer statistics need (no FFT back to maps). The default composes
+        :meth:`synthesis_real_fourier` and :meth:`synthesis_fourier`
+        (:func:`.directional.real_fourier_from_spins`).
         """
         from .directional import real_fourier_from_spins
 
-        return real_fourier_from_spins(self, alm_half, h, N)
+        pairs = real_fourier_from_spins(self, alm_half, h, N)
+        r = ring_weights(jnp.asarray(gl_weights(h.shape[0]), pairs.dtype))
+        return tuple(p * r for p in pairs)
 
     # -- pytree plumbing: tables are leaves, everything else is static -----------------------
     def tree_flatten(self):

@@ -47,11 +47,12 @@ def analysis(backend, alm, h, N: int, real: bool, fourier: bool = False):
         h: ``(Lj, N)`` harmonic weights of the scale (:func:`harmonic_weights`).
         N: number of directions parameter (``2N-1`` output directions).
         real: whether the field is real (Hermitian coefficients).
-        fourier: (``real`` only) return the ring Fourier coefficients of the maps instead,
-            ``(..., 2N-1, Lj, Lj)`` complex (see ``SphericalTransforms.wavelets_real_fourier``).
+        fourier: (``real`` only) return the weighted ring Fourier coefficients of the maps
+            instead: a tuple of ``2N-1`` arrays ``(..., Lj, Lj, 2)``, one a direction (see
+            ``SphericalTransforms.wavelets_real_fourier``).
 
     Returns:
-        ``(..., 2N-1, Lj, 2Lj-1)``, real if ``real`` else complex.
+        ``(..., 2N-1, Lj, 2Lj-1)``, real if ``real`` else complex (or the tuple above).
     """
     Lj = h.shape[0]
     if real:

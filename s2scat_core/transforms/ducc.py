@@ -11,9 +11,11 @@ more than its work. Memory ``O(L^2)`` a map above that.
 Real-field wavelets (``wavelets_real``, ``wavelets_real_fourier``) are one callback per scale:
 the pair of ``f h_n`` is ``G = se Re(h_n) f``, ``C = -se Im(h_n) f`` (``se = -(-1)^n``), so with
 real weights (odd ``N``) or imaginary ones (even ``N``) a single component is transformed
-(ducc0's ``GRAD_ONLY``); the directions are mixed as Legendre coefficients, and either one FFT
-per direction gives the maps or the coefficients themselves are returned (the second layer,
-whose statistics need no maps).
+(ducc0's ``GRAD_ONLY``), written by ducc0 straight into one component-first buffer; the
+directions are mixed as Legendre coefficients (one matrix product), and either one FFT per
+direction gives the maps or the coefficients themselves are returned, weighted, one array a
+direction (the second layer, whose statistics need no maps). Analyses of moduli stop at the
+band-limit asked for (``lmax`` below the grid's): their cost falls with its square.
 
 Synthesis is ``ducc0.sht.alm2leg`` (Legendre sums ``leg[t, m]`` on the GL colatitudes) then one
 real FFT of length ``2L-1`` over ``phi`` for the whole batch (``ducc0.fft.c2r``); analysis and
@@ -59,21 +61,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import wavelets
-from .base import SphericalTransforms, register
+from .base import SphericalTransforms, register, ring_weights
 
 _NTHREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # ------------------------------------------------------------------ NumPy kernels (one call)
 @functools.lru_cache(maxsize=None)
-def _grid(L):
-    """ducc0 keywords for the GL rings of band-limit ``L`` (coefficients read in place), and
-    the ring weights ``(L,)`` (``2 pi/(2L-1)`` included). ducc0's nodes and weights equal
-    :func:`.base.gl_thetas` and :func:`.base.gl_weights` to ~1e-15 and take microseconds
-    where those take seconds at ``L = 1024``."""
-    m = np.arange(L, dtype=np.uintp)
+def _grid(L, bandlimit=None):
+    """ducc0 keywords for the GL rings of band-limit ``L`` and coefficients ``l, m < bandlimit``
+    (default ``L``) read in place from ``x[l, m]``, and the ring weights ``(L,)``
+    (``2 pi/(2L-1)`` included). ducc0's nodes and weights equal :func:`.base.gl_thetas` and
+    :func:`.base.gl_weights` to ~1e-15 and take microseconds where those take seconds at
+    ``L = 1024``."""
+    B = L if bandlimit is None else bandlimit
+    m = np.arange(B, dtype=np.uintp)
     theta = np.asarray(ducc0.misc.GL_thetas(L), np.float64)
-    return (dict(lmax=L - 1, theta=theta, mval=m, mstart=m, lstride=L),
+    return (dict(lmax=B - 1, theta=theta, mval=m, mstart=m, lstride=B),
             np.asarray(ducc0.misc.GL_weights(L, 2 * L - 1), np.float64))
 
 
@@ -129,29 +133,38 @@ def _by_table(table, x, n_in, n_out):
     return np.ascontiguousarray(np.moveaxis(out.reshape(L, n_out, L, n), (3, 1, 2, 0), (0, 1, 2, 3)))
 
 
-def _alm2leg(alm, spin, ring_weights=False, grad_only=False):
-    """``(n, ncomp, L, L)`` halves -> Legendre coefficients ``leg[k, c, t, m]``.
+def _alm2leg(alm, spin, ring_weights=False, grad_only=False, rings=None, out=None):
+    """``(n, ncomp, B, B)`` halves -> Legendre coefficients ``leg[k, c, t, m]``, ``(n, 2 or 1, T, B)``.
 
     ``ncomp`` is 2 for ``spin > 0`` (one call per pair; 1 with ``grad_only``, the curl part
     being zero, and the output still has 2 components), any for ``spin = 0`` (one call each).
-    ``ring_weights`` multiplies ring ``t`` by its GL weight.
+    ``T = rings`` (default ``B``) GL rings: coefficients of a lower band-limit on a finer grid.
+    ``ring_weights`` multiplies ring ``t`` by its GL weight. ``out`` may be a strided view
+    (ducc0 writes in place).
     """
-    L = alm.shape[-1]
-    kw, w = _grid(L)
+    B = alm.shape[-1]
+    T = B if rings is None else rings
+    kw, w = _grid(T, B)
     n_in = 1 if grad_only or not spin else 2
     n_out = 2 if spin else 1
-    ins = np.ascontiguousarray(alm).reshape(-1, n_in, L, L)
-    if L <= TABLE_MAX:
-        leg = _by_table(_legendre_table(L, spin, grad_only), ins, n_in, n_out)
+    ins = np.ascontiguousarray(alm).reshape(-1, n_in, B, B)
+    if out is None:
+        out = np.empty((ins.shape[0], n_out, T, B), alm.dtype)
+    elif out.shape != (ins.shape[0], n_out, T, B):
+        raise ValueError(f"ducc: leg output of shape {out.shape}, expected {(ins.shape[0], n_out, T, B)}")
+    if T <= TABLE_MAX:
+        full = ins
+        if B < T:
+            full = np.zeros(ins.shape[:2] + (T, T), ins.dtype)
+            full[..., :B, :B] = ins
+        out[...] = _by_table(_legendre_table(T, spin, grad_only), full, n_in, n_out)[..., :B]
     else:
-        leg = np.empty((ins.shape[0], n_out, L, L), alm.dtype)
         mode = "GRAD_ONLY" if grad_only else "STANDARD"
-        for a, out in zip(ins.reshape(-1, n_in, L * L), leg):
-            ducc0.sht.alm2leg(alm=a, spin=spin, leg=out, nthreads=_threads(L), mode=mode, **kw)
-    leg = leg.reshape((alm.shape[0], -1, L, L))
+        for a, o in zip(ins.reshape(-1, n_in, B * B), out):
+            ducc0.sht.alm2leg(alm=a, spin=spin, leg=o, nthreads=_threads(T), mode=mode, **kw)
     if ring_weights:
-        leg *= w[:, None]
-    return leg
+        out *= w[:, None]
+    return out.reshape((alm.shape[0], -1, T, B))
 
 
 def _leg2map(leg, out=None):
@@ -163,28 +176,31 @@ def _leg2map(leg, out=None):
                          nthreads=_threads(L), out=out)
 
 
-def _leg2alm(leg, spin, ring_weights=False, grad_only=False):
-    """Adjoint of :func:`_alm2leg`: ``(n, ncomp, L, L)`` -> ``(n, ncomp, L, L)`` halves
-    (``(n, 1, L, L)``, the gradient part, with ``grad_only``).
+def _leg2alm(leg, spin, ring_weights=False, grad_only=False, bandlimit=None):
+    """Adjoint of :func:`_alm2leg`: ``(n, ncomp, T, M)`` -> ``(n, ncomp, B, B)`` halves
+    (``(n, 1, B, B)``, the gradient part, with ``grad_only``), ``B = bandlimit`` (default ``T``,
+    at most ``M``; columns ``m >= B`` of ``leg`` are not read). ``leg`` may be a strided view.
 
     After :func:`_map2leg` and with ``ring_weights`` (applied to ``leg`` in place) this is the
     GL analysis (quadrature); without, the adjoint synthesis.
     """
-    L = leg.shape[-2]
-    kw, w = _grid(L)
+    T = leg.shape[-2]
+    B = T if bandlimit is None else bandlimit
+    kw, w = _grid(T, B)
     if ring_weights:
         leg *= w[:, None]
     n_out = 2 if spin else 1
     n_in = 1 if grad_only or not spin else 2
-    ins = np.ascontiguousarray(leg).reshape(-1, n_out, L, L)
-    if L <= TABLE_MAX:
-        alm = _by_table(_legendre_table_adjoint(L, spin, grad_only), ins, n_out, n_in)
+    ins = leg.reshape(-1, n_out, T, leg.shape[-1])
+    if T <= TABLE_MAX:
+        alm = _by_table(_legendre_table_adjoint(T, spin, grad_only), ins[..., :T], n_out, n_in)
+        alm = np.ascontiguousarray(alm[..., :B, :B])
     else:
-        alm = np.zeros((ins.shape[0], n_in, L, L), leg.dtype)
+        alm = np.zeros((ins.shape[0], n_in, B, B), leg.dtype)
         mode = "GRAD_ONLY" if grad_only else "STANDARD"
-        for x, out in zip(ins, alm.reshape(-1, n_in, L * L)):
-            ducc0.sht.leg2alm(leg=x, spin=spin, alm=out, nthreads=_threads(L), mode=mode, **kw)
-    return alm.reshape((leg.shape[0], -1, L, L))
+        for x, out in zip(ins, alm.reshape(-1, n_in, B * B)):
+            ducc0.sht.leg2alm(leg=x[..., :B], spin=spin, alm=out, nthreads=_threads(T), mode=mode, **kw)
+    return alm.reshape((leg.shape[0], -1, B, B))
 
 
 def _map2leg(maps, out=None):
@@ -296,16 +312,21 @@ def _synthesis_real_ct(g, L, cdtype):
     return alm.reshape(lead + (L, L))
 
 
-def _analysis_real(f, L, cdtype):
-    """Real spin-0 analysis: ``(..., L, 2L-1)`` real -> ``(..., L, L)`` half."""
+def _analysis_real(f, L, cdtype, bandlimit):
+    """Real spin-0 analysis: ``(..., L, 2L-1)`` real -> ``(..., B, B)`` half, ``l, m < B = bandlimit``."""
     maps, lead = _flat(np.asarray(f, np.finfo(cdtype).dtype))
-    return _leg2alm(_map2leg(maps), 0, ring_weights=True).reshape(lead + (L, L))
+    leg = _map2leg(maps)
+    return _leg2alm(leg if L <= TABLE_MAX else leg[..., :bandlimit], 0, ring_weights=True,
+                    bandlimit=bandlimit).reshape(lead + (bandlimit, bandlimit))
 
 
-def _analysis_real_ct(c, L, cdtype):
-    """JAX cotangent of :func:`_analysis_real`: ``(..., L, L)`` -> ``(..., L, 2L-1)`` real."""
-    alm, lead = _flat(np.conj(np.asarray(c, cdtype)) * _m_weights(L, 1.0, 0.5).astype(cdtype))
-    return _leg2map(_alm2leg(alm, 0, ring_weights=True)).reshape(lead + (L, 2 * L - 1))
+def _analysis_real_ct(c, L, cdtype, bandlimit):
+    """JAX cotangent of :func:`_analysis_real`: ``(..., B, B)`` -> ``(..., L, 2L-1)`` real."""
+    B = bandlimit
+    alm, lead = _flat(np.conj(np.asarray(c, cdtype)) * _m_weights(B, 1.0, 0.5).astype(cdtype))
+    leg = np.zeros((alm.shape[0], 1, L, L), cdtype)
+    _alm2leg(alm, 0, ring_weights=True, rings=L, out=leg[..., :B])
+    return _leg2map(leg).reshape(lead + (L, 2 * L - 1))
 
 
 # ------------------------------------------------------------------ fused real-field wavelets
@@ -339,18 +360,11 @@ def _weights(h, L, N):
 
 
 def _mix(coefficients, x):
-    """``y[v, k] = sum_c coefficients[k, c] x[v, c]`` for real coefficients and complex
-    ``x (V, C, ...)``, as one real matrix product on the interleaved parts: ``(V, K, ...)``."""
-    V, C = x.shape[:2]
-    parts = np.ascontiguousarray(x).view(np.finfo(x.dtype).dtype).reshape(V, C, -1)
-    out = np.matmul(coefficients.astype(parts.dtype), parts)
-    return out.view(x.dtype).reshape((V, -1) + x.shape[2:])
-
-
-def _split_batch(shape, core):
-    """``(V, B)``: sizes of the ``vmap`` axes (in front) and of the ``core`` batch axes."""
-    nv = len(shape) - core
-    return int(np.prod(shape[:nv])), int(np.prod(shape[nv:]))
+    """``y[k] = sum_c coefficients[k, c] x[c]`` for real ``coefficients (K, C)`` and complex
+    ``x (C, ...)``, one real matrix product on the interleaved parts: ``(K, ...)``."""
+    real = np.finfo(x.dtype).dtype
+    y = coefficients.astype(real) @ np.ascontiguousarray(x).view(real).reshape(x.shape[0], -1)
+    return y.view(x.dtype).reshape((-1,) + x.shape[1:])
 
 
 @functools.lru_cache(maxsize=None)
@@ -375,109 +389,140 @@ def _components(N, L):
     return terms, np.stack(columns, axis=1)
 
 
-def _wavelets_real(f, h, N, cdtype, fourier=False, core=0):
+def _wavelets_real(f, h, N, cdtype, fourier=False):
     """Real-field wavelet maps at one scale: ``(..., L, L)`` half, ``h`` -> ``(..., 2N-1, L, 2L-1)``.
 
     ``leg_k = leg_0 + sum_{n > 0} (2 cos(n gamma_k) legQ_n + 2 sin(n gamma_k) legU_n)``, where
     ``leg_0`` is the spin-0 Legendre sum of ``f h_0`` and ``(legQ_n, legU_n)`` that of the spin-``n``
-    pair of ``f h_n`` (``g_n = conj(Q_n + i U_n)``), then one real FFT per direction.
+    pair of ``f h_n`` (``g_n = conj(Q_n + i U_n)``), then one real FFT per direction. ducc0
+    writes each component straight into one component-first buffer, and :func:`_mix` turns it
+    into directions with one matrix product.
 
-    With ``fourier`` the ``leg_k`` themselves are returned, direction first and as real pairs:
-    ``f (*vmap, *batch, L, L)`` (``core = len(batch)``) -> ``(*vmap, 2N-1, *batch, L, L, 2)``.
+    With ``fourier`` the ``leg_k`` themselves are returned, weighted by
+    :func:`.base.ring_weights`: a tuple of ``2N-1`` arrays ``(..., L, L, 2)`` real pairs.
     """
     f = np.array(f, cdtype)
     L = f.shape[-1]
     lead = f.shape[:-2]
-    V, B = _split_batch(lead, core) if fourier else (int(np.prod(lead)), 1)
     f = f.reshape(-1, L, L)
     f[..., 0] = f[..., 0].real  # a real field's f_l0 is real
     h = _weights(h, L, N)
     terms, mixing = _components(N, L)
-    parts = np.empty((V, mixing.shape[1], B, L, L), cdtype)
+    parts = np.empty((mixing.shape[1],) + f.shape, cdtype)  # component first
     c = 0
     for i, n in terms:
         if n == 0:
-            parts[:, c] = _alm2leg((f * h[:, i, None])[:, None], 0).reshape(V, B, L, L)
+            _alm2leg((f * h[:, i, None])[:, None], 0, out=parts[c, :, None])
             c += 1
         else:
-            Q, U = _spin_legs(f, h[:, i], n)
-            parts[:, c], parts[:, c + 1] = Q.reshape(V, B, L, L), U.reshape(V, B, L, L)
+            _spin_legs(f, h[:, i], n, out=parts[c:c + 2].swapaxes(0, 1))
             c += 2
+    legs = _mix(mixing, parts)  # (2N-1, n, L, L)
     if fourier:
-        legs = _mix(mixing, parts)  # (V, K, B, L, L)
-        nv = len(lead) - core
-        return legs.view(np.finfo(cdtype).dtype).reshape(
-            lead[:nv] + (2 * N - 1,) + lead[nv:] + (L, L, 2))
-    legs = _mix(mixing, parts[:, :, 0])
-    return _leg2map(legs).reshape(lead + (2 * N - 1, L, 2 * L - 1))
+        legs[..., 0].imag = 0.0  # F[t, 0] of a real map is real
+        legs *= _ring_factors(L)
+        real = np.finfo(cdtype).dtype
+        return tuple(x.view(real).reshape(lead + (L, L, 2)) for x in legs)
+    maps = np.empty((f.shape[0], 2 * N - 1, L, 2 * L - 1), np.finfo(cdtype).dtype)
+    _leg2map(legs, out=maps.swapaxes(0, 1))
+    return maps.reshape(lead + (2 * N - 1, L, 2 * L - 1))
 
 
-def _spin_legs(f, hn, n):
-    """``(legQ, legU)``, each ``(B, L, L)``, of the spin-``n`` pair of ``f h_n`` (spin ``-n`` field)."""
-    L = f.shape[-1]
+@functools.lru_cache(maxsize=None)
+def _ring_factors(L):
+    """``(L, L)`` real factors of complex ``F[t, m]`` equal to :func:`.base.ring_weights` on its
+    real part (its imaginary part is zero at ``m = 0``, where that weight is 0)."""
+    _, w = _grid(L)
+    return ring_weights(w)[..., 0]
+
+
+def _spin_legs(f, hn, n, out):
+    """``out[:, 0], out[:, 1] = legQ, legU`` (``out (B, 2, L, L)``, may be strided) of the spin-``n``
+    pair of ``f h_n`` (spin ``-n`` field)."""
     se = -((-1.0) ** n)
     kind = _spin_parts(hn)
     if kind == "both":
         pair = np.stack([se * hn.real[:, None] * f, -se * hn.imag[:, None] * f], axis=1)
-        leg = _alm2leg(pair, n)
-        return leg[:, 0], leg[:, 1]
-    factor = hn.real if kind == "grad" else -hn.imag
-    leg = _alm2leg((se * factor[:, None] * f)[:, None], n, grad_only=True)
-    if kind == "grad":
-        return leg[:, 0], leg[:, 1]
-    return -leg[:, 1], leg[:, 0]  # Q + iU = i (Q' + iU')
+        _alm2leg(pair, n, out=out)
+    elif kind == "grad":
+        _alm2leg((se * hn.real[:, None] * f)[:, None], n, grad_only=True, out=out)
+    else:  # Q + iU = i (Q' + iU')
+        leg = _alm2leg((-se * hn.imag[:, None] * f)[:, None], n, grad_only=True)
+        out[:, 0] = -leg[:, 1]
+        out[:, 1] = leg[:, 0]
 
 
-def _wavelets_real_ct(ct, h, N, cdtype, fourier=False, core=0):
-    """JAX cotangent of :func:`_wavelets_real`: ``(..., 2N-1, L, 2L-1)`` real (or with ``fourier``
-    ``(*vmap, 2N-1, *batch, L, L, 2)`` real pairs) -> ``(..., L, L)``.
+def _wavelets_real_ct(ct, h, N, cdtype):
+    """JAX cotangent of :func:`_wavelets_real` (maps): ``(..., 2N-1, L, 2L-1)`` real -> ``(..., L, L)``.
 
-    The cotangent of maps enters as its FFT ``sum_p ct_p e^{-i m phi_p}``. That of the ``(Re, Im)``
-    pairs, read as ``ct_Re + i ct_Im``, is the same with the ``m > 0`` entries doubled (the maps
-    count ``m`` and ``-m``), so with ``fourier`` it enters as ``(ct_Re + i ct_Im) / (1, 2, 2, ...)``.
+    The cotangent of maps enters as its FFT ``sum_p ct_p e^{-i m phi_p}``, and the half's
+    ``m > 0`` entries are doubled at the end (the maps count ``m`` and ``-m``).
     """
     real = np.finfo(cdtype).dtype
     h = _weights(h, h.shape[-2], N)
     L = h.shape[0]
-    terms, mixing = _components(N, L)
-    if fourier:
-        ct = np.ascontiguousarray(ct, real)
-        nv = ct.ndim - 4 - core
-        lead = ct.shape[:nv] + ct.shape[nv + 1:-3]
-        V, B = _split_batch(lead, core)
-        legs = ct.view(cdtype)[..., 0].reshape(V, 2 * N - 1, B, L, L) * _m_weights(L, 1.0, 0.5)
-        legs[..., 0] = legs[..., 0].real
-        legs = _mix(mixing.T, legs)  # (V, C, B, L, L)
-        legs = np.moveaxis(legs, 2, 1).reshape(V * B, -1, L, L)
-    else:
-        lead = ct.shape[:-3]
-        legs = _map2leg(np.asarray(ct, real).reshape((-1, 2 * N - 1, L, 2 * L - 1)))
-        legs = _mix(mixing.T, legs)
-    out = np.zeros((legs.shape[0], L, L), cdtype)
-    c = 0
-    for i, n in terms:
-        if n == 0:
-            out += h[:, i, None] * np.conj(_leg2alm(legs[:, c:c + 1], 0)[:, 0])
-            c += 1
-        else:
-            out += _spin_legs_ct(legs[:, c], legs[:, c + 1], h[:, i], n)
-            c += 2
+    lead = ct.shape[:-3]
+    ct = np.asarray(ct, real).reshape((-1, 2 * N - 1, L, 2 * L - 1))
+    legs = np.empty((2 * N - 1, ct.shape[0], L, L), cdtype)
+    _map2leg(ct, out=legs.swapaxes(0, 1))
+    out = _legs_ct(legs, h, N, cdtype)
     out *= _m_weights(L, 1.0, 2.0)
     out[..., 0] = out[..., 0].real
     return out.reshape(lead + (L, L))
 
 
-def _spin_legs_ct(ctQ, ctU, hn, n):
-    """Cotangent on ``f`` of :func:`_spin_legs` (before the ``m > 0`` doubling)."""
+def _wavelets_real_fourier_ct(h, *ct, N, cdtype):
+    """JAX cotangent of :func:`_wavelets_real` with ``fourier``: ``2N-1`` arrays
+    ``(*vmap, *batch, L, L, 2)`` -> ``(*vmap, *batch, L, L)``.
+
+    Each, read as ``ct_Re + i ct_Im``, is weighted as the output was; it is then the FFT of
+    a map's cotangent with its ``m > 0`` entries doubled, so no doubling follows.
+    """
+    real = np.finfo(cdtype).dtype
+    h = _weights(h, h.shape[-2], N)
+    L = h.shape[0]
+    lead = ct[0].shape[:-3]
+    legs = np.empty((2 * N - 1,) + lead + (L, L, 2), real)
+    for k, c in enumerate(ct):
+        legs[k] = c
+    legs = legs.view(cdtype)[..., 0].reshape(2 * N - 1, -1, L, L)
+    legs *= _ring_factors(L)
+    out = _legs_ct(legs, h, N, cdtype)
+    out[..., 0] = out[..., 0].real
+    return out.reshape(lead + (L, L))
+
+
+def _legs_ct(legs, h, N, cdtype):
+    """Cotangent on ``f`` from that of the direction Legendre sums ``legs (2N-1, n, L, L)``
+    (``leg_k`` of :func:`_wavelets_real`), before any ``m > 0`` doubling: ``(n, L, L)``."""
+    L = h.shape[0]
+    terms, mixing = _components(N, L)
+    parts = _mix(mixing.T, legs)  # component first
+    parts[..., 0].imag = 0.0  # f_l0 is real: the imaginary parts at m = 0 carry nothing
+    out = np.zeros(legs.shape[1:], cdtype)
+    c = 0
+    for i, n in terms:
+        if n == 0:
+            out += h[:, i, None] * np.conj(_leg2alm(parts[c, :, None], 0)[:, 0])
+            c += 1
+        else:
+            out += _spin_legs_ct(parts[c:c + 2].swapaxes(0, 1), h[:, i], n)
+            c += 2
+    return out
+
+
+def _spin_legs_ct(ct, hn, n):
+    """Cotangent on ``f`` of :func:`_spin_legs` (before the ``m > 0`` doubling); ``ct (B, 2, L, L)``
+    holds ``(ctQ, ctU)`` and may be strided."""
     se = -((-1.0) ** n)
     kind = _spin_parts(hn)
     if kind == "both":
-        u = _leg2alm(np.stack([ctQ, ctU], axis=1), n)
+        u = _leg2alm(ct, n)
         return se * (hn.real[:, None] * np.conj(u[:, 0]) - hn.imag[:, None] * np.conj(u[:, 1]))
     if kind == "grad":
-        u = _leg2alm(np.stack([ctQ, ctU], axis=1), n, grad_only=True)[:, 0]
+        u = _leg2alm(ct, n, grad_only=True)[:, 0]
         return se * hn.real[:, None] * np.conj(u)
-    u = _leg2alm(np.stack([ctU, -ctQ], axis=1), n, grad_only=True)[:, 0]
+    u = _leg2alm(np.stack([ct[:, 1], -ct[:, 0]], axis=1), n, grad_only=True)[:, 0]
     return -se * hn.imag[:, None] * np.conj(u)
 
 
@@ -488,11 +533,11 @@ def _callback(fn, x, shape, dtype):
     return jax.pure_callback(fn, out, x, vmap_method="broadcast_all")
 
 
-def _half(L):
-    return (L, L)
+def _half(L, B):
+    return (B, B)
 
 
-def _grid_shape(L):
+def _grid_shape(L, B):
     return (L, 2 * L - 1)
 
 
@@ -504,57 +549,64 @@ _KINDS = {  # kind: (forward, cotangent, core input shape, core output shape, in
 
 
 @functools.lru_cache(maxsize=None)
-def _linear(kind, L, spin, real):
-    """The host map ``kind`` at ``(L, spin)`` as a JAX function whose VJP is its cotangent map."""
+def _linear(kind, L, spin, real, bandlimit=None):
+    """The host map ``kind`` at ``(L, spin)`` as a JAX function whose VJP is its cotangent map
+    (``bandlimit``: that of the coefficients an analysis returns, default ``L``)."""
     forward, cotangent, in_shape, out_shape, in_cplx, out_cplx = _KINDS[kind]
     real = np.dtype(real)
     cdtype = np.result_type(real, np.complex64)
     in_dtype, out_dtype = (cdtype if in_cplx else real), (cdtype if out_cplx else real)
-    kw = dict(L=L, cdtype=cdtype, **({"spin": spin} if kind == "synthesis" else {}))
+    B = L if bandlimit is None else bandlimit
+    kw = dict(L=L, cdtype=cdtype, **({"spin": spin} if kind == "synthesis" else {}),
+              **({"bandlimit": B} if kind == "analysis_real" else {}))
 
     @jax.custom_vjp
     def f(x):
-        return _callback(functools.partial(forward, **kw), x, out_shape(L), out_dtype)
+        return _callback(functools.partial(forward, **kw), x, out_shape(L, B), out_dtype)
 
     def f_fwd(x):
         return f(x), None
 
     def f_bwd(_, ct):
         ct = ct.astype(out_dtype)
-        return (_callback(functools.partial(cotangent, **kw), ct, in_shape(L), in_dtype),)
+        return (_callback(functools.partial(cotangent, **kw), ct, in_shape(L, B), in_dtype),)
 
     f.defvjp(f_fwd, f_bwd)
     return lambda x: f(jnp.asarray(x).astype(in_dtype))
 
 
 @functools.lru_cache(maxsize=None)
-def _wavelets_op(L, N, real, fourier, core):
+def _wavelets_op(L, N, real, fourier):
     """:func:`_wavelets_real` at ``(L, N)`` as a JAX function of ``(half, h)``, differentiable in
-    ``half``; ``core`` is the number of batch axes of ``half`` (``vmap`` may add more in front)."""
+    ``half``."""
     real = np.dtype(real)
     cdtype = np.result_type(real, np.complex64)
-    kw = dict(N=N, cdtype=cdtype, fourier=fourier, core=core)
+    K = 2 * N - 1
 
     def out_shape(batch):
         if fourier:
-            return (2 * N - 1,) + batch + (L, L, 2)
-        return batch + (2 * N - 1, L, 2 * L - 1)
+            return (jax.ShapeDtypeStruct(batch + (L, L, 2), real),) * K
+        return jax.ShapeDtypeStruct(batch + (K, L, 2 * L - 1), real)
 
     @jax.custom_vjp
     def f(half, h):
-        out = jax.ShapeDtypeStruct(out_shape(half.shape[:-2]), real)
-        return jax.pure_callback(functools.partial(_wavelets_real, **kw), out, half, h,
-                                 vmap_method="expand_dims")
+        fn = functools.partial(_wavelets_real, N=N, cdtype=cdtype, fourier=fourier)
+        return jax.pure_callback(fn, out_shape(half.shape[:-2]), half, h, vmap_method="expand_dims")
 
     def f_fwd(half, h):
         return f(half, h), h
 
     def f_bwd(h, ct):
-        batch = ct.shape[1:-3] if fourier else ct.shape[:-3]
+        if fourier:
+            batch = ct[0].shape[:-3]
+            fn = functools.partial(_wavelets_real_fourier_ct, N=N, cdtype=cdtype)
+            args = (h,) + tuple(c.astype(real) for c in ct)
+        else:
+            batch = ct.shape[:-3]
+            fn = functools.partial(_wavelets_real_ct, N=N, cdtype=cdtype)
+            args = (ct.astype(real), h)
         out = jax.ShapeDtypeStruct(batch + (L, L), cdtype)
-        ct_half = jax.pure_callback(functools.partial(_wavelets_real_ct, **kw), out,
-                                    ct.astype(real), h, vmap_method="expand_dims")
-        return ct_half, jnp.zeros_like(h)
+        return jax.pure_callback(fn, out, *args, vmap_method="expand_dims"), jnp.zeros_like(h)
 
     f.defvjp(f_fwd, f_bwd)
     return lambda half, h: f(jnp.asarray(half).astype(cdtype), jnp.asarray(h).astype(cdtype))
@@ -574,13 +626,14 @@ class DuccTransforms(SphericalTransforms):
     def synthesis_real(self, alm_half, L):
         return _linear("synthesis_real", int(L), 0, self.dtype.str)(alm_half)
 
-    def analysis_real(self, f, L):
-        return _linear("analysis_real", int(L), 0, self.dtype.str)(f)
+    def analysis_real(self, f, L, bandlimit=None):
+        B = int(L if bandlimit is None else bandlimit)
+        return _linear("analysis_real", int(L), 0, self.dtype.str, B)(f)
 
     def wavelets_real(self, alm_half, h, N):
-        op = _wavelets_op(int(h.shape[0]), int(N), self.dtype.str, False, alm_half.ndim - 2)
+        op = _wavelets_op(int(h.shape[0]), int(N), self.dtype.str, False)
         return op(alm_half, h)
 
     def wavelets_real_fourier(self, alm_half, h, N):
-        op = _wavelets_op(int(h.shape[0]), int(N), self.dtype.str, True, alm_half.ndim - 2)
+        op = _wavelets_op(int(h.shape[0]), int(N), self.dtype.str, True)
         return op(alm_half, h)

@@ -61,7 +61,8 @@ class PrecomputeTransforms(SphericalTransforms):
         ftm = self.synthesis_real_fourier(alm_half, L)
         return jnp.fft.irfft(ftm, n=2 * L - 1, axis=-1, norm="forward")
 
-    def analysis_real(self, f, L):
-        kernel = self.tables["analysis"][f"{L}"]
-        ftm = jnp.fft.rfft(f, axis=-1)
+    def analysis_real(self, f, L, bandlimit=None):
+        B = L if bandlimit is None else bandlimit
+        kernel = self.tables["analysis"][f"{L}"][:B, :B]
+        ftm = jnp.fft.rfft(f, axis=-1)[..., :B]
         return _real_times_complex("mlt,...tm->...lm", kernel, ftm)

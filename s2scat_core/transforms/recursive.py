@@ -140,8 +140,9 @@ class RecursiveTransforms(SphericalTransforms):
         ftm = self.synthesis_real_fourier(alm_half, L)
         return jnp.fft.irfft(ftm, n=2 * L - 1, axis=-1, norm="forward")
 
-    def analysis_real(self, f, L):
+    def analysis_real(self, f, L, bandlimit=None):
+        B = L if bandlimit is None else bandlimit
         key = f"{L}:0"
         ftm = jnp.fft.rfft(f, axis=-1) * self.tables["weights"][f"{L}"][:, None]
         out = project(_half_tables(self.tables["recursion"][key], L), _split(ftm))
-        return (out[0] + 1j * out[1]) * self.tables["norm"][key][:, None]
+        return ((out[0] + 1j * out[1]) * self.tables["norm"][key][:, None])[..., :B, :B]
