@@ -9,7 +9,8 @@ For each band-limit L and backend mode, a fresh process (so peak memory is its o
   run) of the normalisation, the forward and the gradient, on fresh functions after the
   timings (so nothing is reused from the calls above);
 * forward / gradient: median of steady calls;
-* peak memory: the process's maximum resident set size.
+* peak memory: the process's maximum resident set size, read before the ahead-of-time
+  compiles.
 
 The gradient is that of S2SCAT's synthesis loss, ``sum_i mean((S_i(x) - S_i(target))^2)`` over
 the six normalised statistics, ``jax.jit(jax.grad(loss))``. N = 3, J_min = 0, reality.
@@ -127,12 +128,12 @@ def worker(impl: str, mode: str, L: int, N: int, J_min: int, repeats: int) -> di
                     (jax.grad(loss), (x, config))]
     _, steady_forward = _timed(forward, repeats)
     first_gradient, steady_gradient = _timed(gradient, repeats)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the extra compiles
     compile_s = []
     for fn, fn_args in compile_all():
         t0 = time.perf_counter()
         jax.jit(fn).lower(*fn_args).compile()
         compile_s.append(time.perf_counter() - t0)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return dict(impl=impl, mode=mode, L=L, N=N, J_min=J_min, build_s=build,
                 first_forward_s=first_forward, forward_s=steady_forward,
                 first_gradient_s=first_gradient, gradient_s=steady_gradient,

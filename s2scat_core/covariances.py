@@ -66,11 +66,10 @@ def as_rows(second):
 def s3(rows, w, q, A):
     """``S3[a, k2, k1]`` from :func:`as_rows` (``K1`` arrays ``(A*K2, X)``) and the first-layer
     maps ``w (K1, Lj, 2Lj-1)`` at scale ``j1`` (their real part: the second layer is real)."""
-    T = w.shape[-2]
+    K1, T = w.shape[0], w.shape[-2]
     F = jnp.fft.rfft(w.real, axis=-1) / (2 * T - 1)
-    r = ring_weights(q)
-    out = jnp.stack([rk @ (as_pairs(Fk) * r).reshape(-1) for rk, Fk in zip(rows, F)], axis=-1)
-    return out.reshape(A, -1, len(rows))
+    y = (as_pairs(F) * ring_weights(q)).reshape(K1, -1)
+    return jnp.stack([rk @ yk for rk, yk in zip(rows, jnp.unstack(y))], axis=-1).reshape(A, -1, K1)
 
 
 @jax.custom_vjp

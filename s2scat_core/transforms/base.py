@@ -123,7 +123,7 @@ class SphericalTransforms(abc.ABC):
 
         pairs = real_fourier_from_spins(self, alm_half, h, N)
         r = ring_weights(jnp.asarray(gl_weights(h.shape[0]), pairs.dtype))
-        return tuple(p * r for p in pairs)
+        return tuple(jnp.unstack(pairs * r))  # unstack: its transpose is one concatenation
 
     # -- pytree plumbing: tables are leaves, everything else is static -----------------------
     def tree_flatten(self):
