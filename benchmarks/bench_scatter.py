@@ -94,7 +94,7 @@ def worker(impl: str, mode: str, L: int, N: int, J_min: int, repeats: int) -> di
         def compile_all():  # fresh functions: nothing cached from the timed calls
             return [(lambda op, t: op.norm(t), (op, target)),
                     (lambda op, x: op.scatter(x, norm), (op, x)),
-                    (jax.grad(lambda op, x: loss(op, x), argnums=1), (op, x))]
+                    (jax.grad(loss, argnums=1), (op, x))]
     else:
         import s2scat
 

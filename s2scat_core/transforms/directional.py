@@ -116,7 +116,8 @@ def real_fourier_from_spins(backend, half, h, N: int):
 
     With ``G_n[t, m]`` the ring coefficients of ``g_n`` (``|m| < Lj``), the real map
     ``2 Re(e^{i n gamma} g_n)`` has ``e^{i n gamma} G_n[t, m] + e^{-i n gamma} conj(G_n[t, -m])``
-    at ``m >= 0``. ``half (*batch, Lj, Lj)`` -> ``(2N-1, *batch, Lj, Lj, 2)``.
+    at ``m >= 0``. ``half (*batch, Lj, Lj)`` -> ``(2N-1, *batch, Lj, Lj, 2)``. ``Im F[t, 0]``
+    is zero up to rounding; :func:`.base.ring_weights` gives it weight 0.
     """
     Lj = h.shape[0]
     phases = direction_phases(N)
@@ -130,6 +131,4 @@ def real_fourier_from_spins(backend, half, h, N: int):
             phase = jnp.asarray(phases[:, i], dtype=G.dtype).reshape((-1,) + (1,) * G.ndim)
             out = out + phase * positive[None] + jnp.conj(phase) * negative[None]
     out = jnp.broadcast_to(out, (2 * N - 1,) + half.shape[:-2] + (Lj, Lj))
-    re = out.real
-    im = out.imag.at[..., 0].set(0.0)  # F[t, 0] of a real map is real
-    return jnp.stack([re, im], axis=-1)
+    return jnp.stack([out.real, out.imag], axis=-1)

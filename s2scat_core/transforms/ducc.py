@@ -126,20 +126,20 @@ def _by_table(table, x, n_in, n_out):
     n, L = x.shape[0], x.shape[-1]
     cols = np.ascontiguousarray(np.moveaxis(x, -1, 0).reshape(L, n, n_in * L).transpose(0, 2, 1))
     if np.iscomplexobj(table):
-        out = np.matmul(table.astype(x.dtype), cols)  # (L, n_out*L, n)
+        out = np.matmul(table.astype(x.dtype, copy=False), cols)  # (L, n_out*L, n)
     else:
         cols = cols.view(np.finfo(x.dtype).dtype)  # (L, n_in*L, 2n): parts interleaved
-        out = np.matmul(table.astype(cols.dtype), cols).view(x.dtype)
+        out = np.matmul(table.astype(cols.dtype, copy=False), cols).view(x.dtype)
     return np.ascontiguousarray(np.moveaxis(out.reshape(L, n_out, L, n), (3, 1, 2, 0), (0, 1, 2, 3)))
 
 
-def _alm2leg(alm, spin, ring_weights=False, grad_only=False, rings=None, out=None):
+def _alm2leg(alm, spin, quadrature=False, grad_only=False, rings=None, out=None):
     """``(n, ncomp, B, B)`` halves -> Legendre coefficients ``leg[k, c, t, m]``, ``(n, 2 or 1, T, B)``.
 
     ``ncomp`` is 2 for ``spin > 0`` (one call per pair; 1 with ``grad_only``, the curl part
     being zero, and the output still has 2 components), any for ``spin = 0`` (one call each).
     ``T = rings`` (default ``B``) GL rings: coefficients of a lower band-limit on a finer grid.
-    ``ring_weights`` multiplies ring ``t`` by its GL weight. ``out`` may be a strided view
+    ``quadrature`` multiplies ring ``t`` by its GL weight. ``out`` may be a strided view
     (ducc0 writes in place).
     """
     B = alm.shape[-1]
@@ -162,7 +162,7 @@ def _alm2leg(alm, spin, ring_weights=False, grad_only=False, rings=None, out=Non
         mode = "GRAD_ONLY" if grad_only else "STANDARD"
         for a, o in zip(ins.reshape(-1, n_in, B * B), out):
             ducc0.sht.alm2leg(alm=a, spin=spin, leg=o, nthreads=_threads(T), mode=mode, **kw)
-    if ring_weights:
+    if quadrature:
         out *= w[:, None]
     return out.reshape((alm.shape[0], -1, T, B))
 
@@ -176,18 +176,18 @@ def _leg2map(leg, out=None):
                          nthreads=_threads(L), out=out)
 
 
-def _leg2alm(leg, spin, ring_weights=False, grad_only=False, bandlimit=None):
+def _leg2alm(leg, spin, quadrature=False, grad_only=False, bandlimit=None):
     """Adjoint of :func:`_alm2leg`: ``(n, ncomp, T, M)`` -> ``(n, ncomp, B, B)`` halves
     (``(n, 1, B, B)``, the gradient part, with ``grad_only``), ``B = bandlimit`` (default ``T``,
     at most ``M``; columns ``m >= B`` of ``leg`` are not read). ``leg`` may be a strided view.
 
-    After :func:`_map2leg` and with ``ring_weights`` (applied to ``leg`` in place) this is the
-    GL analysis (quadrature); without, the adjoint synthesis.
+    After :func:`_map2leg` and with ``quadrature`` (the GL weights, applied to ``leg`` in place)
+    this is the GL analysis; without, the adjoint synthesis.
     """
     T = leg.shape[-2]
     B = T if bandlimit is None else bandlimit
     kw, w = _grid(T, B)
-    if ring_weights:
+    if quadrature:
         leg *= w[:, None]
     n_out = 2 if spin else 1
     n_in = 1 if grad_only or not spin else 2
@@ -316,7 +316,7 @@ def _analysis_real(f, L, cdtype, bandlimit):
     """Real spin-0 analysis: ``(..., L, 2L-1)`` real -> ``(..., B, B)`` half, ``l, m < B = bandlimit``."""
     maps, lead = _flat(np.asarray(f, np.finfo(cdtype).dtype))
     leg = _map2leg(maps)
-    return _leg2alm(leg if L <= TABLE_MAX else leg[..., :bandlimit], 0, ring_weights=True,
+    return _leg2alm(leg if L <= TABLE_MAX else leg[..., :bandlimit], 0, quadrature=True,
                     bandlimit=bandlimit).reshape(lead + (bandlimit, bandlimit))
 
 
@@ -325,7 +325,7 @@ def _analysis_real_ct(c, L, cdtype, bandlimit):
     B = bandlimit
     alm, lead = _flat(np.conj(np.asarray(c, cdtype)) * _m_weights(B, 1.0, 0.5).astype(cdtype))
     leg = np.zeros((alm.shape[0], 1, L, L), cdtype)
-    _alm2leg(alm, 0, ring_weights=True, rings=L, out=leg[..., :B])
+    _alm2leg(alm, 0, quadrature=True, rings=L, out=leg[..., :B])
     return _leg2map(leg).reshape(lead + (L, 2 * L - 1))
 
 
