@@ -10,7 +10,7 @@ For each band-limit L and backend mode, a fresh process (so peak memory is its o
   timings (so nothing is reused from the calls above);
 * forward / gradient: median of steady calls;
 * peak memory: the process's maximum resident set size, read before the ahead-of-time
-  compiles.
+  compiles; on a GPU, the device allocator's high-water mark (``peak_bytes_in_use``) instead.
 
 The gradient is that of S2SCAT's synthesis loss, ``sum_i mean((S_i(x) - S_i(target))^2)`` over
 the six normalised statistics, ``jax.jit(jax.grad(loss))``. N = 3, J_min = 0, reality.
@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -64,7 +65,8 @@ def _timed(fn, repeats):
     return first, statistics.median(times)
 
 
-def worker(impl: str, mode: str, L: int, N: int, J_min: int, repeats: int) -> dict:
+def worker(impl: str, mode: str, L: int, N: int, J_min: int, repeats: int,
+           aot: bool = True) -> dict:
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -128,23 +130,29 @@ def worker(impl: str, mode: str, L: int, N: int, J_min: int, repeats: int) -> di
                     (jax.grad(loss), (x, config))]
     _, steady_forward = _timed(forward, repeats)
     first_gradient, steady_gradient = _timed(gradient, repeats)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the extra compiles
-    compile_s = []
-    for fn, fn_args in compile_all():
-        t0 = time.perf_counter()
-        jax.jit(fn).lower(*fn_args).compile()
-        compile_s.append(time.perf_counter() - t0)
-    return dict(impl=impl, mode=mode, L=L, N=N, J_min=J_min, build_s=build,
-                first_forward_s=first_forward, forward_s=steady_forward,
-                first_gradient_s=first_gradient, gradient_s=steady_gradient,
-                compile_norm_s=compile_s[0], compile_forward_s=compile_s[1],
-                compile_gradient_s=compile_s[2], peak_mb=peak_mb)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the extra compiles
+    out = dict(impl=impl, mode=mode, L=L, N=N, J_min=J_min, build_s=build,
+               first_forward_s=first_forward, forward_s=steady_forward,
+               first_gradient_s=first_gradient, gradient_s=steady_gradient, peak_mb=rss_mb)
+    device = jax.devices()[0]
+    out.update(jax=jax.__version__, device=str(device),
+               device_kind=getattr(device, "device_kind", device.platform))
+    if device.platform != "cpu":  # accelerator memory: the allocator's high-water mark
+        stats = device.memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            out["device_peak_mb"] = stats["peak_bytes_in_use"] / 2**20
+    if aot:
+        for name, (fn, fn_args) in zip(("norm", "forward", "gradient"), compile_all()):
+            t0 = time.perf_counter()
+            jax.jit(fn).lower(*fn_args).compile()
+            out[f"compile_{name}_s"] = time.perf_counter() - t0
+    return out
 
 
 # ----------------------------------------------------------------------------- driver side
 def run_one(python: str, impl: str, mode: str, L: int, args) -> dict:
     cmd = [python, __file__, "--worker", impl, "--modes", mode, "--L", str(L), "--N", str(args.N),
-           "--J-min", str(args.J_min), "--repeats", str(args.repeats)]
+           "--J-min", str(args.J_min), "--repeats", str(args.repeats)] + (["--no-aot"] * (not args.aot))
     print(f"  {impl:6s} {mode:10s} L={L:5d} ...", end="", flush=True, file=sys.stderr)
     t0 = time.perf_counter()
     try:
@@ -164,6 +172,11 @@ def setup_s(r: dict) -> float | None:
     """Build plus ahead-of-time compile (normalisation, forward, gradient), seconds."""
     keys = ("compile_norm_s", "compile_forward_s", "compile_gradient_s")
     return r["build_s"] + sum(r[k] for k in keys) if all(k in r for k in keys) else None
+
+
+def peak_mb(r: dict) -> float:
+    """Peak memory, MB: the accelerator's high-water mark when one ran, else the process's RSS."""
+    return r.get("device_peak_mb", r["peak_mb"])
 
 
 def table(results: list[dict]) -> str:
@@ -190,20 +203,26 @@ def table(results: list[dict]) -> str:
                fmt(None if ours is None else ours - r["build_s"], ".1f"), fmt(ours, ".1f"),
                f"{r['first_forward_s']:.1f}", f"{r['first_gradient_s']:.1f}",
                f"{1e3 * r['forward_s']:.1f}", f"{1e3 * r['gradient_s']:.1f}",
-               f"{r['peak_mb'] / 1024:.2f}"]
+               f"{peak_mb(r) / 1024:.2f}"]
         if s:
             theirs = setup_s(s)
             ratio = None if ours is None or theirs is None else ours / theirs
             row += [f"{1e3 * s['forward_s']:.1f}", f"{1e3 * s['gradient_s']:.1f}", fmt(theirs, ".0f"),
                     f"{s['forward_s'] / r['forward_s']:.1f}", f"{s['gradient_s'] / r['gradient_s']:.1f}",
-                    fmt(ratio, ".2f"), f"{r['peak_mb'] / s['peak_mb']:.2f}"]
+                    fmt(ratio, ".2f"), f"{peak_mb(r) / peak_mb(s):.2f}"]
         else:
             row += ["-"] * 7
         lines.append("| " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(lines)
 
 
-def plot(results: list[dict], path: Path) -> None:
+def describe(meta: dict) -> str:
+    """Where a result file was measured, for a plot title: the accelerator, else the CPU cores."""
+    kind = meta.get("device_kind", "cpu")
+    return f"{meta.get('cores', '?')}-core CPU" if kind.lower() == "cpu" else kind
+
+
+def plot(results: list[dict], path: Path, where: str = "2-core CPU") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -217,9 +236,11 @@ def plot(results: list[dict], path: Path) -> None:
                              if r["impl"] == impl and r["mode"] == mode and "error" not in r)
                 if pts:
                     label = f"{'this project' if impl == 'ours' else 'S2SCAT 0.0.3'} {mode}"
-                    ax.loglog(*zip(*pts), marker, label=label, base=2)
+                    ax.plot(*zip(*pts), marker, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
         ax.set_xlabel("band-limit L")
-        ax.set_title(f"{title} (N = 3, J_min = 0, 2-core CPU)")
+        ax.set_title(f"{title} (N = 3, J_min = 0, {where})")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("seconds")
     axes[1].legend(fontsize=8)
@@ -235,6 +256,8 @@ def main(argv=None):
     p.add_argument("--J-min", type=int, default=0)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--timeout", type=int, default=1800, help="seconds per measurement process")
+    p.add_argument("--no-aot", dest="aot", action="store_false",
+                   help="skip the ahead-of-time compiles (the 'compile s' columns)")
     p.add_argument("--reference-python", default=str(ROOT / ".venv-parity/bin/python"))
     p.add_argument("--reference-max-L", type=int, default=128,
                    help="skip S2SCAT above this L (its build takes 10 minutes at L = 256)")
@@ -246,39 +269,45 @@ def main(argv=None):
     p.add_argument("--worker", choices=["ours", "s2scat"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.show:
-        everything = []
+        everything, where = [], set()
         for path in args.show:
             saved = json.loads(path.read_text())
             print(saved["meta"], "\n")
             print(table(saved["results"]), "\n")
             everything += saved["results"]
+            where.add(describe(saved["meta"]))
         if args.plot:
-            plot(everything, args.plot)
+            plot(everything, args.plot, ", ".join(sorted(where)))
         return
     if args.worker:
         print(json.dumps(worker(args.worker, args.modes[0], args.L[0], args.N, args.J_min,
-                                args.repeats)))
+                                args.repeats, args.aot)))
         return
-    have_ref = not args.no_reference and os.path.exists(args.reference_python)
+    have_ref = not args.no_reference and shutil.which(args.reference_python) is not None
+    # The driver never initialises JAX: on a GPU it would hold the memory the workers need.
+    meta = dict(machine=platform.processor() or platform.machine(), cores=os.cpu_count(),
+                date=time.strftime("%Y-%m-%d"), command=" ".join(sys.argv))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
     results, measured = [], set()
+
+    def measure(python, impl, mode, L):  # saved after every process: a cut-off run keeps its rows
+        r = run_one(python, impl, mode, L, args)
+        results.append(r)
+        if impl == "ours" and "device" in r and "device" not in meta:
+            meta.update(jax=r["jax"], device=r["device"], device_kind=r["device_kind"])
+        args.json.write_text(json.dumps(dict(meta=meta, results=results), indent=1))
+
     for L in args.L:
         for mode in args.modes:
-            results.append(run_one(sys.executable, "ours", mode, L, args))
+            measure(sys.executable, "ours", mode, L)
             ref_mode = mode if mode in REFERENCE_MODES else "precompute"
             if have_ref and L <= args.reference_max_L and (ref_mode, L) not in measured:
                 measured.add((ref_mode, L))
-                results.append(run_one(args.reference_python, "s2scat", ref_mode, L, args))
-    import jax
-
-    meta = dict(machine=platform.processor() or platform.machine(), cores=os.cpu_count(),
-                jax=jax.__version__, device=str(jax.devices()[0]),
-                date=time.strftime("%Y-%m-%d"), command=" ".join(sys.argv))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(dict(meta=meta, results=results), indent=1))
+                measure(args.reference_python, "s2scat", ref_mode, L)
     print(f"\n{meta}\n")
     print(table(results))
     if args.plot:
-        plot(results, args.plot)
+        plot(results, args.plot, describe(meta))
         print(f"\nplot: {args.plot}")
 
 
