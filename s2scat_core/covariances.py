@@ -52,33 +52,47 @@ def as_pairs(F):
     return jnp.stack([F.real, F.imag], axis=-1)
 
 
-def as_rows(second):
+# Below this many elements per direction, the K1 arrays are stacked into one: a few batched
+# kernels instead of K1 small ones compile faster, and copying that little costs nothing.
+STACK_BELOW = 1 << 16
+
+
+def as_rows(second, stack_below=STACK_BELOW):
     """The second layer as rows that turn sphere integrals into dot products.
 
     ``second``: for each direction ``k1``, ``(A, K2, Lj, Lj, 2)`` weighted ring coefficients of
-    the second-layer maps (``SphericalTransforms.wavelets_real_fourier``) -> a list of ``K1``
-    arrays ``(A*K2, 2 Lj^2)`` (reshapes, no copy), so that S3 is a matrix-vector product and S4
-    a Gram matrix per ``k1``.
+    the second-layer maps (``SphericalTransforms.wavelets_real_fourier``) -> ``K1`` arrays
+    ``(A*K2, X = 2 Lj^2)``, so that S3 is a matrix-vector product and S4 a Gram matrix per
+    ``k1``. Large arrays stay a list (reshapes, no copy; a product on each array's own buffer);
+    below ``stack_below`` elements each they become one ``(K1, A*K2, X)`` array.
     """
-    return [s.reshape(s.shape[0] * s.shape[1], -1) for s in second]
+    rows = [s.reshape(s.shape[0] * s.shape[1], -1) for s in second]
+    return jnp.stack(rows) if rows[0].size < stack_below else rows
 
 
 def s3(rows, w, q, A):
-    """``S3[a, k2, k1]`` from :func:`as_rows` (``K1`` arrays ``(A*K2, X)``) and the first-layer
-    maps ``w (K1, Lj, 2Lj-1)`` at scale ``j1`` (their real part: the second layer is real)."""
+    """``S3[a, k2, k1]`` from :func:`as_rows` (``K1`` arrays ``(A*K2, X)``, as a list or
+    stacked) and the first-layer maps ``w (K1, Lj, 2Lj-1)`` at scale ``j1`` (their real part:
+    the second layer is real)."""
     K1, T = w.shape[0], w.shape[-2]
     F = jnp.fft.rfft(w.real, axis=-1) / (2 * T - 1)
     y = (as_pairs(F) * ring_weights(q)).reshape(K1, -1)
+    if isinstance(rows, jax.Array):
+        return jnp.einsum("kix,kx->ik", rows, y).reshape(A, -1, K1)
     return jnp.stack([rk @ yk for rk, yk in zip(rows, jnp.unstack(y))], axis=-1).reshape(A, -1, K1)
 
 
 @jax.custom_vjp
 def gram(rows):
-    """``G[k] = R_k R_k^T`` for a list of ``K`` arrays ``R_k (I, X)``: ``(K, I, I)``.
+    """``G[k] = R_k R_k^T`` for ``K`` arrays ``R_k (I, X)``, a list or stacked ``(K, I, X)``:
+    ``(K, I, I)``.
 
-    One 2D product per ``k`` on its own array (XLA's CPU batched product, or products of
-    slices of one array, are several times slower for the short, wide ``R_k`` here) and a
-    hand-written VJP, ``dR_k = (C_k + C_k^T) R_k``, one product where autodiff makes two."""
+    A list gets one 2D product per ``k`` on its own array (XLA's CPU batched product, or
+    products of slices of one array, are several times slower for the large, short and wide
+    ``R_k`` here); a stacked array one batched product. The VJP is hand-written,
+    ``dR_k = (C_k + C_k^T) R_k``, one product where autodiff makes two."""
+    if isinstance(rows, jax.Array):
+        return jnp.einsum("kix,kjx->kij", rows, rows)
     return jnp.stack([r @ r.T for r in rows])
 
 
@@ -87,6 +101,8 @@ def _gram_fwd(rows):
 
 
 def _gram_bwd(rows, ct):
+    if isinstance(rows, jax.Array):
+        return (jnp.einsum("kij,kjx->kix", ct + jnp.swapaxes(ct, 1, 2), rows),)
     return ([(c + c.T) @ r for c, r in zip(ct, rows)],)
 
 
@@ -94,8 +110,8 @@ gram.defvjp(_gram_fwd, _gram_bwd)
 
 
 def s4(rows, A):
-    """``S4[a, b, k2, k3, k1]`` from :func:`as_rows` (``K1`` arrays ``(A*K2, X)``): a Gram
-    matrix per ``k1``."""
+    """``S4[a, b, k2, k3, k1]`` from :func:`as_rows` (``K1`` arrays ``(A*K2, X)``, as a list or
+    stacked): a Gram matrix per ``k1``."""
     K1, I = len(rows), rows[0].shape[0]
     return jnp.moveaxis(gram(rows), 0, -1).reshape(A, I // A, A, I // A, K1).transpose(0, 2, 1, 3, 4)
 

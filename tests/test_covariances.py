@@ -4,6 +4,7 @@ from ring Fourier coefficients against sums over pixels."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.test_util import check_grads
 
 from s2scat_core import covariances as cov
@@ -34,19 +35,23 @@ def test_ring_weights_turn_the_sphere_integral_into_a_dot_product():
     assert np.allclose(cov.ring_weights(np.asarray(q)), cov.ring_weights(q), rtol=1e-15)  # NumPy path
 
 
-def test_gram_and_its_hand_written_vjp():
+@pytest.mark.parametrize("stacked", [False, True])
+def test_gram_and_its_hand_written_vjp(stacked):
     rows = jnp.asarray(np.random.default_rng(0).standard_normal((3, 4, 50)))
-    assert rel_err(cov.gram(list(rows)), jnp.einsum("kix,kjx->kij", rows, rows)) < 1e-14
-    check_grads(cov.gram, (list(rows),), order=1, modes=["rev"])
+    arg = rows if stacked else list(rows)
+    assert rel_err(cov.gram(arg), jnp.einsum("kix,kjx->kij", rows, rows)) < 1e-14
+    check_grads(cov.gram, (arg,), order=1, modes=["rev"])
 
 
-def test_s3_s4_from_ring_coefficients_equal_pixel_sums():
+@pytest.mark.parametrize("stack_below", [0, 1 << 30], ids=["list", "stacked"])
+def test_s3_s4_from_ring_coefficients_equal_pixel_sums(stack_below):
     L, A, K = 9, 2, 3
     q = jnp.asarray(gl_weights(L))
     maps = real_maps(L, A * K * K, seed=3).reshape(A, K, K, L, 2 * L - 1)  # N[a, k2, k1]
     w = real_maps(L, K, seed=40)  # W[k1]
     second = jnp.moveaxis(ring_pairs(maps), 2, 0) * cov.ring_weights(q)  # (K1, A, K2, L, L, 2)
-    rows = cov.as_rows(tuple(second))
+    rows = cov.as_rows(tuple(second), stack_below)
+    assert isinstance(rows, list) == (stack_below == 0)
     qn = np.asarray(q)[:, None]
     s3 = np.einsum("akctp,ctp->akc", maps * qn, w)
     s4 = np.einsum("akctp,bjctp->abkjc", maps * qn, maps)
