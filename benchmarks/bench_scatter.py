@@ -262,6 +262,8 @@ def main(argv=None):
     p.add_argument("--reference-max-L", type=int, default=128,
                    help="skip S2SCAT above this L (its build takes 10 minutes at L = 256)")
     p.add_argument("--no-reference", action="store_true")
+    p.add_argument("--impls", nargs="+", choices=["ours", "s2scat"], default=["ours", "s2scat"],
+                   help="which to measure (e.g. only s2scat, to add its rows in a later run)")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/scatter.json")
     p.add_argument("--plot", type=Path, default=None, help="also draw time against L")
     p.add_argument("--show", type=Path, nargs="+", default=None,
@@ -293,15 +295,17 @@ def main(argv=None):
     def measure(python, impl, mode, L):  # saved after every process: a cut-off run keeps its rows
         r = run_one(python, impl, mode, L, args)
         results.append(r)
-        if impl == "ours" and "device" in r and "device" not in meta:
+        if "device" in r and "device" not in meta:
             meta.update(jax=r["jax"], device=r["device"], device_kind=r["device_kind"])
         args.json.write_text(json.dumps(dict(meta=meta, results=results), indent=1))
 
     for L in args.L:
         for mode in args.modes:
-            measure(sys.executable, "ours", mode, L)
+            if "ours" in args.impls:
+                measure(sys.executable, "ours", mode, L)
             ref_mode = mode if mode in REFERENCE_MODES else "precompute"
-            if have_ref and L <= args.reference_max_L and (ref_mode, L) not in measured:
+            if ("s2scat" in args.impls and have_ref and L <= args.reference_max_L
+                    and (ref_mode, L) not in measured):
                 measured.add((ref_mode, L))
                 measure(args.reference_python, "s2scat", ref_mode, L)
     print(f"\n{meta}\n")
