@@ -93,20 +93,7 @@ def gram(rows):
     ``dR_k = (C_k + C_k^T) R_k``, one product where autodiff makes two."""
     if isinstance(rows, jax.Array):
         return jnp.einsum("kix,kjx->kij", rows, rows)
-    return jnp.stack([_self_product(r) for r in rows])
-
-
-# XLA's CPU product R R^T of a short and very wide R (I <= ~15 rows of > 2^18 columns) runs at a
-# fraction of memory speed; summed over column blocks of 2^16 it takes half the time (L >= 512).
-_SPLIT_ABOVE, _BLOCK = 1 << 18, 1 << 16
-
-
-def _self_product(r):
-    """``r @ r.T`` for ``r (I, X)``; above ``2^18`` columns, summed over blocks of ``2^16``."""
-    X = r.shape[1]
-    if X <= _SPLIT_ABOVE:
-        return r @ r.T
-    return sum(r[:, c:c + _BLOCK] @ r[:, c:c + _BLOCK].T for c in range(0, X, _BLOCK))
+    return jnp.stack([r @ r.T for r in rows])
 
 
 def _gram_fwd(rows):

@@ -43,13 +43,6 @@ def test_gram_and_its_hand_written_vjp(stacked):
     check_grads(cov.gram, (arg,), order=1, modes=["rev"])
 
 
-def test_gram_of_wide_rows_is_summed_over_column_blocks():
-    X = cov._SPLIT_ABOVE + cov._BLOCK // 2 + 3  # several full blocks and a ragged one
-    rows = [jnp.asarray(np.random.default_rng(k).standard_normal((2, X))) for k in range(2)]
-    expected = np.stack([np.asarray(r) @ np.asarray(r).T for r in rows])
-    assert rel_err(cov.gram(rows), expected) < 1e-13
-
-
 @pytest.mark.parametrize("stack_below", [0, 1 << 30], ids=["list", "stacked"])
 def test_s3_s4_from_ring_coefficients_equal_pixel_sums(stack_below):
     L, A, K = 9, 2, 3
