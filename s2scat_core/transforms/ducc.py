@@ -446,10 +446,9 @@ def _spin_legs(f, hn, n, out):
         _alm2leg(pair, n, out=out)
     elif kind == "grad":
         _alm2leg((se * hn.real[:, None] * f)[:, None], n, grad_only=True, out=out)
-    else:  # Q + iU = i (Q' + iU')
-        leg = _alm2leg((-se * hn.imag[:, None] * f)[:, None], n, grad_only=True)
-        out[:, 0] = -leg[:, 1]
-        out[:, 1] = leg[:, 0]
+    else:  # Q + iU = i (Q' + iU'): (Q', U') written swapped, then Q = -U'
+        _alm2leg((-se * hn.imag[:, None] * f)[:, None], n, grad_only=True, out=out[:, ::-1])
+        out[:, 0] *= -1
 
 
 def _wavelets_real_ct(ct, h, N, cdtype):
@@ -482,9 +481,7 @@ def _wavelets_real_fourier_ct(h, *ct, N, cdtype):
     h = _weights(h, h.shape[-2], N)
     L = h.shape[0]
     lead = ct[0].shape[:-3]
-    legs = np.empty((2 * N - 1,) + lead + (L, L, 2), real)
-    for k, c in enumerate(ct):
-        legs[k] = c
+    legs = np.stack(ct, out=np.empty((2 * N - 1,) + lead + (L, L, 2), real))
     legs = legs.view(cdtype)[..., 0].reshape(2 * N - 1, -1, L, L)
     legs *= _ring_factors(L)
     out = _legs_ct(legs, h, N, cdtype)
