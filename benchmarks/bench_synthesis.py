@@ -50,7 +50,7 @@ def ours(target, L, N, J_min, optimizer, budget_s, reach, max_steps):
         return p.elapsed >= budget_s
 
     r = synthesize(target, L, N, J_min, optimizer=optimizer, steps=max_steps, count=1, chunk=5,
-                   seed=0, callback=callback, **kw)
+                   seed=0, callback=callback, same_scale=False, **kw)  # S2SCAT's statistics
     trace = np.asarray(trace)
     hit = np.nonzero(trace[:, 1] <= reach)[0]
     t_reach = float(trace[hit[0], 0]) if len(hit) else float("nan")

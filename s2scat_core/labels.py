@@ -10,6 +10,8 @@ Indices: ``j`` scales (``J_min..J``), ``k`` directions (``0..2N-2``, angle ``gam
   ``Cov[W_{j1,k1} |W_{j2,k2} f|, W_{j1,k1} |W_{j3,k3} f|]``. Isotropic: ``(j1, j2, j3)``.
 
 With ``delta_j``, only ``j2, j3 <= j1 + delta_j`` appear. The order is S2SCAT 0.0.3's.
+With ``same_scale``, ``j2, j3 >= j1`` (each scale also paired with itself, after S2SCAT's
+order within each ``j1``: ``j2 = j1`` first); S2SCAT 0.0.3 has ``j1 < j2`` only.
 """
 
 from __future__ import annotations
@@ -29,18 +31,20 @@ FIELDS = {
 ISOTROPIC_FIELDS = {**FIELDS, "S3": ("j1", "j2"), "S4": ("j1", "j2", "j3")}
 
 
-def _partners(j1, J, delta_j):
+def partners(j1: int, J: int, delta_j: int | None = None, same_scale: bool = False) -> range:
+    """Scales ``j2`` paired with ``j1`` in S3/S4: ``j1 < j2 <= J`` (S2SCAT 0.0.3), from
+    ``j2 = j1`` with ``same_scale``, and up to ``j1 + delta_j`` when ``delta_j`` is given."""
     top = J if delta_j is None else min(j1 + delta_j, J)
-    return range(j1 + 1, top + 1)
+    return range(j1 if same_scale else j1 + 1, top + 1)
 
 
 def counts(L: int, N: int, J_min: int = 0, *, delta_j: int | None = None,
-           isotropic: bool = False) -> dict[str, int]:
+           isotropic: bool = False, same_scale: bool = False) -> dict[str, int]:
     """Number of entries of each statistic, e.g. ``{"mean": 1, ..., "S4": 3750}``."""
     L, N, J_min, J, delta_j = check_scales(L, N, J_min, delta_j)
     K = 2 * N - 1
     nJ = J - J_min + 1
-    pairs = [len(_partners(j1, J, delta_j)) for j1 in range(J_min, J)]
+    pairs = [len(partners(j1, J, delta_j, same_scale)) for j1 in range(J_min, J + 1)]
     if isotropic:
         s3, s4 = sum(pairs), sum(a * a for a in pairs)
     else:
@@ -49,7 +53,7 @@ def counts(L: int, N: int, J_min: int = 0, *, delta_j: int | None = None,
 
 
 def labels(L: int, N: int, J_min: int = 0, *, delta_j: int | None = None,
-           isotropic: bool = False) -> dict[str, np.ndarray]:
+           isotropic: bool = False, same_scale: bool = False) -> dict[str, np.ndarray]:
     """For each statistic a structured integer array, one record per flat entry.
 
     ``labels(16, 3)["S3"][7]`` gives ``(j1, j2, k2, k1)`` of entry 7 of ``S3``; field names are
@@ -60,8 +64,8 @@ def labels(L: int, N: int, J_min: int = 0, *, delta_j: int | None = None,
     rows = {"mean": [()], "var": [()]}
     rows["S1"] = rows["S2"] = list(itertools.product(range(J_min, J + 1), K))
     s3, s4 = [], []
-    for j1 in range(J_min, J):
-        js = _partners(j1, J, delta_j)
+    for j1 in range(J_min, J + 1):
+        js = partners(j1, J, delta_j, same_scale)
         if isotropic:
             s3 += [(j1, j2) for j2 in js]
             s4 += [(j1, j2, j3) for j2 in js for j3 in js]

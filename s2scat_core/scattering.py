@@ -57,6 +57,7 @@ class Config:
     isotropic: bool
     delta_j: int | None
     dtype: str
+    same_scale: bool = False
 
     @property
     def J(self) -> int:
@@ -70,9 +71,8 @@ class Config:
         return wavelets.scale_bandlimit(self.L, j)
 
     def partners(self, j1: int) -> tuple[int, ...]:
-        """Scales ``j2 > j1`` paired with ``j1`` in S3/S4 (all, or up to ``j1 + delta_j``)."""
-        top = self.J if self.delta_j is None else min(j1 + self.delta_j, self.J)
-        return tuple(range(j1 + 1, top + 1))
+        """Scales ``j2`` paired with ``j1`` in S3/S4 (:func:`s2scat_core.labels.partners`)."""
+        return tuple(_labels.partners(j1, self.J, self.delta_j, self.same_scale))
 
     def modulus_bandlimit(self, j2: int) -> int:
         """Band-limit to which ``|W_j2|`` is read: ``l = 0`` for S1, ``l, m < L_j1`` as the input
@@ -100,19 +100,22 @@ class Scattering:
     def __repr__(self):
         c = self.config
         return (f"Scattering(L={c.L}, N={c.N}, J_min={c.J_min}, reality={c.reality}, "
-                f"mode={c.mode!r}, isotropic={c.isotropic}, delta_j={c.delta_j}, dtype={c.dtype})")
+                f"mode={c.mode!r}, isotropic={c.isotropic}, delta_j={c.delta_j}, dtype={c.dtype}"
+                + (", same_scale=True)" if c.same_scale else ")"))
 
     # ---------------------------------------------------------------- public methods
     @property
     def counts(self) -> dict[str, int]:
         """Number of entries of each flat statistic."""
         c = self.config
-        return _labels.counts(c.L, c.N, c.J_min, delta_j=c.delta_j, isotropic=c.isotropic)
+        return _labels.counts(c.L, c.N, c.J_min, delta_j=c.delta_j, isotropic=c.isotropic,
+                              same_scale=c.same_scale)
 
     def labels(self) -> dict[str, np.ndarray]:
         """What each entry of each flat statistic is (see :func:`s2scat_core.labels.labels`)."""
         c = self.config
-        return _labels.labels(c.L, c.N, c.J_min, delta_j=c.delta_j, isotropic=c.isotropic)
+        return _labels.labels(c.L, c.N, c.J_min, delta_j=c.delta_j, isotropic=c.isotropic,
+                              same_scale=c.same_scale)
 
     def scatter(self, flm, norm=None) -> Covariances:
         """Scattering covariances of ``flm``.
@@ -175,7 +178,8 @@ class Scattering:
 
 
 def build(L: int, N: int, J_min: int = 0, *, reality: bool = True, mode: str = "precompute",
-          isotropic: bool = False, delta_j: int | None = None, dtype: str = "float64") -> Scattering:
+          isotropic: bool = False, delta_j: int | None = None, same_scale: bool = False,
+          dtype: str = "float64") -> Scattering:
     """Build a scattering covariance operator (filters, kernels, quadrature), once.
 
     Args:
@@ -190,10 +194,15 @@ def build(L: int, N: int, J_min: int = 0, *, reality: bool = True, mode: str = "
             the way beyond it, to L = 1024).
         isotropic: sum S3 and S4 over directions.
         delta_j: pair scales ``j1 < j2 <= j1 + delta_j`` only (``None``: all pairs), ``>= 1``.
+        same_scale: also pair each scale with itself in S3 and S4 (``j2 = j1``,
+            ``Cov[W_j f, W_j |W_j f|]``...), which S2SCAT 0.0.3 leaves out. With real wavelet
+            coefficients these terms see the asymmetry of positive and negative excursions at
+            each scale (they change sign with ``f``): syntheses of skewed fields reproduce
+            the pixel skewness better. Costs one more second layer, at the finest scale.
         dtype: ``"float64"`` (default) or ``"float32"``.
     """
     L, N, J_min, J, delta_j = check_scales(L, N, J_min, delta_j)
-    for name, value in (("reality", reality), ("isotropic", isotropic)):
+    for name, value in (("reality", reality), ("isotropic", isotropic), ("same_scale", same_scale)):
         if not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {value!r}")
     backend_cls = transforms.get(mode)
@@ -204,7 +213,9 @@ def build(L: int, N: int, J_min: int = 0, *, reality: bool = True, mode: str = "
             raise ValueError(f"N={N} is too large for scale j={j} (band-limit {Lj}): the "
                              f"coarsest scale carries at most N={Lj + 1}; "
                              f"raise J_min or lower N")
-    config = Config(L, N, J_min, bool(reality), mode, bool(isotropic), delta_j, dtype)
+    config = Config(L=L, N=N, J_min=J_min, reality=bool(reality), mode=mode,
+                    isotropic=bool(isotropic), delta_j=delta_j, dtype=dtype,
+                    same_scale=bool(same_scale))
     keep_freed_memory()
 
     real_dtype = np.float32 if dtype == "float32" else np.float64
@@ -251,8 +262,10 @@ def _single(op: Scattering, flm, norm):
         S1.append(cov.s1(moduli[j]))
         S2.append(cov.s2(W[j], op.quadrature[str(j)]))
     S3, S4 = [], []
-    for j1 in c.scales[:-1]:
+    for j1 in c.scales:
         partners = c.partners(j1)
+        if not partners:
+            continue
         Lj1 = c.bandlimit(j1)
         stacked = jnp.stack([moduli[j2][..., :Lj1, :Lj1] for j2 in partners])  # (A, 2N-1, Lj1, Lj1)
         second = directional.analysis(op.backend, stacked, op.weights[str(j1)], c.N, real=True,

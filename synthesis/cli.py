@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--delta-j", type=int, default=None, dest="delta_j",
                    help="pair scales up to j1 + delta_j only")
     e.add_argument("--isotropic", action="store_true", help="sum S3, S4 over directions")
+    e.add_argument("--same-scale", action="store_true", dest="same_scale",
+                   help="also pair each scale with itself in S3, S4 (not in S2SCAT 0.0.3)")
     e.add_argument("--format", default="auto", choices=("auto", "healpix", "mw", "gl", "alm"),
                    help="what the files hold (2D real .npy maps need mw or gl)")
     e.add_argument("--field", type=int, default=0, help="FITS column of HEALPix maps")
@@ -109,7 +111,8 @@ def _encode(args) -> int:
     from . import encode
 
     table = encode.encode(args.files, L=args.L, N=args.N, J_min=args.J_min,
-                          isotropic=args.isotropic, delta_j=args.delta_j, format=args.format,
+                          isotropic=args.isotropic, delta_j=args.delta_j,
+                          same_scale=args.same_scale, format=args.format,
                           field=args.field, norm=args.norm, mode=args.mode,
                           standardise=args.standardise)
     path = encode.write(table, args.out)

@@ -105,6 +105,9 @@ class Statistics:
     delta_j: int = option(0, "", "pair scales j1 < j2 <= j1 + delta_j only (0: all pairs)",
                           minimum=0)
     isotropic: bool = option(False, "", "sum S3 and S4 over directions")
+    same_scale: bool = option(True, "", "also pair each scale with itself in S3 and S4 (j2 = j1), "
+                              "which S2SCAT 0.0.3 leaves out: the samples' pixel skewness comes "
+                              "closer to the target's (false: S2SCAT's statistics exactly)")
     mode: str = option("auto", "", "transform backend: 'auto' ('ducc' on CPU when available, "
                        "else 'precompute'), or a name in s2scat_core.transforms.BACKENDS")
 
@@ -123,7 +126,7 @@ class Weights:
 class Synthesis:
     count: int = option(4, "samples", "number of samples, optimised together as one batch",
                         minimum=1)
-    steps: int = option(150, "steps", "step budget (optimiser iterations)", minimum=0)
+    steps: int = option(600, "steps", "step budget (optimiser iterations)", minimum=0)
     optimizer: str = option("lbfgs", "", "'lbfgs' (optax.lbfgs, zoom line search) or 'adam'",
                             choices=("lbfgs", "adam"))
     learning_rate: float = option(0.05, "", "Adam's initial learning rate, in units of the "
@@ -150,7 +153,7 @@ class Synthesis:
 @dataclasses.dataclass(frozen=True)
 class Render:
     enabled: bool = option(True, "", "write PNG frames and the GIF")
-    every: int = option(10, "steps", "steps between frames (a multiple of synthesis.chunk)",
+    every: int = option(20, "steps", "steps between frames (a multiple of synthesis.chunk)",
                         minimum=1)
     panels: int = option(3, "samples", "samples shown in each frame (at most synthesis.count)",
                          minimum=1)

@@ -47,13 +47,14 @@ def column_labels(op) -> dict[str, np.ndarray]:
 
 
 def encode(paths, *, L: int = 64, N: int = 3, J_min: int = 0, isotropic: bool = False,
-           delta_j: int | None = None, format: str = "auto", field: int = 0, norm: str = "self",
-           mode: str = "auto", standardise: bool = False) -> dict[str, np.ndarray]:
+           delta_j: int | None = None, same_scale: bool = False, format: str = "auto",
+           field: int = 0, norm: str = "self", mode: str = "auto", standardise: bool = False) -> dict[str, np.ndarray]:
     """Covariance table of the fields in ``paths``: ``covariances (n, D)`` plus labels.
 
     Args:
         paths: map or coefficient files (see :mod:`synthesis.targets.files`).
-        L, N, J_min, isotropic, delta_j, mode: the statistics (:func:`s2scat_core.build`).
+        L, N, J_min, isotropic, delta_j, same_scale, mode: the statistics
+            (:func:`s2scat_core.build`; S2SCAT 0.0.3's by default).
         format, field: how to read the files.
         norm: ``"self"``, ``"first"`` or ``"none"`` (module doc).
         standardise: zero mean and unit variance first (as synthesis targets).
@@ -68,12 +69,12 @@ def encode(paths, *, L: int = 64, N: int = 3, J_min: int = 0, isotropic: bool = 
     if standardise:
         flms = _standardise(flms)
     op = s2scat_core.build(L, N, J_min, mode=resolve_mode(mode), isotropic=isotropic,
-                           delta_j=delta_j)
+                           delta_j=delta_j, same_scale=same_scale)
     scale = None if norm == "none" else op.norm(flms if norm == "self" else flms[0])
     cov = op.scatter(flms, norm=scale)
     table = np.concatenate([np.asarray(c).reshape(len(paths), -1) for c in cov], axis=1)
     out = {"covariances": table, "files": np.array(paths), "L": L, "N": N, "J_min": J_min,
-           "isotropic": isotropic, "norm": norm, "mode": op.config.mode,
+           "isotropic": isotropic, "same_scale": same_scale, "norm": norm, "mode": op.config.mode,
            "statistics": np.array(STATISTICS)}
     out.update(column_labels(op))
     return out

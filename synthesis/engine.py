@@ -171,7 +171,7 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
                schedule: str = "cosine", final_lr_fraction: float = 0.01, memory: int = 10,
                linesearch_steps: int = 20, init: str = "power", precondition: bool = True,
                weights=None, tolerance: float = 0.0, chunk: int = 10, mode: str = "auto",
-               isotropic: bool = False, delta_j: int | None = None,
+               isotropic: bool = False, delta_j: int | None = None, same_scale: bool = True,
                callback: Callable[[Progress], bool | None] | None = None,
                progress: bool = False, op=None) -> SynthesisResult:
     """Synthesise ``count`` real fields whose scattering covariances match the target's.
@@ -193,6 +193,9 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
         chunk: steps per compiled call; the host wakes between chunks.
         mode: transform backend, ``"auto"`` (:func:`resolve_mode`) or a registered name.
         isotropic, delta_j: options of the statistics.
+        same_scale: also pair each scale with itself in S3/S4 (on by default here, unlike
+            :func:`s2scat_core.build`: closer pixel skewness; ``False`` gives S2SCAT 0.0.3's
+            statistics).
         callback: called as ``callback(Progress)`` after the first evaluation and after each
             chunk; return ``True`` to stop.
         progress: draw a progress bar on stderr.
@@ -218,7 +221,8 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
     w = weight_vector(weights)
     if op is None:
         mode = resolve_mode(mode)
-        op = s2scat_core.build(L, N, J_min, mode=mode, isotropic=isotropic, delta_j=delta_j)
+        op = s2scat_core.build(L, N, J_min, mode=mode, isotropic=isotropic, delta_j=delta_j,
+                               same_scale=same_scale)
     else:
         mode = op.config.mode
         if op.config.L != L:

@@ -79,7 +79,7 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
     log(f"[{exp.experiment.name}] target: {target.description}; L={st.L} N={st.N} "
         f"J_min={st.J_min} mode={mode}; {sy.count} sample(s), {sy.optimizer}, {sy.steps} steps")
     op = s2scat_core.build(st.L, st.N, st.J_min, mode=mode, isotropic=st.isotropic,
-                           delta_j=st.delta_j or None)
+                           delta_j=st.delta_j or None, same_scale=st.same_scale)
 
     frames: list[Path] = []
     renderer = None

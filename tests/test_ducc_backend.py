@@ -32,9 +32,9 @@ def backends(L, dtype="float64"):
 
 
 @functools.lru_cache(maxsize=None)
-def operator(L, N, J_min, reality, mode, isotropic, delta_j):
+def operator(L, N, J_min, reality, mode, isotropic, delta_j, same_scale=False):
     return s2scat_core.build(L, N, J_min, reality=reality, mode=mode, isotropic=isotropic,
-                             delta_j=delta_j)
+                             delta_j=delta_j, same_scale=same_scale)
 
 
 def spin_coefficients(L, spin, batch, seed=0):
@@ -199,9 +199,9 @@ def field(L, reality, seed=1):
     return random_half(L, seed, spectrum_slope=1.0) if reality else random_full(L, seed)
 
 
-def assert_statistics_agree(L, N, J_min, reality, isotropic, delta_j, normalised):
-    ducc = operator(L, N, J_min, reality, "ducc", isotropic, delta_j)
-    pre = operator(L, N, J_min, reality, "precompute", isotropic, delta_j)
+def assert_statistics_agree(L, N, J_min, reality, isotropic, delta_j, normalised, same_scale=False):
+    ducc = operator(L, N, J_min, reality, "ducc", isotropic, delta_j, same_scale)
+    pre = operator(L, N, J_min, reality, "precompute", isotropic, delta_j, same_scale)
     flm = field(L, reality)
     norm = pre.norm(field(L, reality, seed=2)) if normalised else None
     if normalised:
@@ -224,6 +224,13 @@ FAST = [  # L, N, J_min, reality, isotropic, delta_j, normalised
 def test_statistics_equal_precompute(L, N, J_min, reality, isotropic, delta_j, normalised,
                                      legendre_path):
     assert_statistics_agree(L, N, J_min, reality, isotropic, delta_j, normalised)
+
+
+@pytest.mark.parametrize("L, N, J_min, reality, isotropic, delta_j, normalised", [
+    (16, 3, 1, True, False, None, True), (12, 2, 0, False, True, 2, False)])
+def test_same_scale_statistics_equal_precompute(L, N, J_min, reality, isotropic, delta_j,
+                                                normalised, legendre_path):
+    assert_statistics_agree(L, N, J_min, reality, isotropic, delta_j, normalised, same_scale=True)
 
 
 SLOW = [case for case in itertools.product([12, 16, 24, 32], [1, 2, 3, 4], [0, 2], [True, False])

@@ -24,6 +24,17 @@ def test_label_order_for_a_small_case():
     assert tuple(lab["S4"][1]) == (0, 1, 2, 0, 0, 0)
 
 
+def test_same_scale_pairs_each_scale_with_itself_first():
+    lab = labels.labels(8, 1, same_scale=True)  # J = 3: j1 = 3 now has a partner, itself
+    assert [tuple(r)[:2] for r in lab["S3"]] == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 1), (1, 2),
+                                                 (1, 3), (2, 2), (2, 3), (3, 3)]
+    assert labels.counts(16, 3, same_scale=True) == {
+        "mean": 1, "var": 1, "S1": 25, "S2": 25, "S3": 15 * 25, "S4": (25 + 16 + 9 + 4 + 1) * 125}
+    assert labels.counts(16, 3, delta_j=1, isotropic=True, same_scale=True)["S4"] == 4 * 4 + 1
+    op = s2scat_core.build(16, 2, 1, same_scale=True)
+    assert {k: len(v) for k, v in op.labels().items()} == op.counts
+
+
 @pytest.mark.parametrize("L, N, J_min", [(16, 2, 0), (16, 3, 1)])
 def test_labels_select_delta_j_and_group_isotropic_sums(L, N, J_min):
     flm = random_half(L, seed=11)

@@ -227,3 +227,68 @@ def test_bad_scatter_inputs():
         real_op.scatter(np.stack([random_half(L)] * 2), norm=np.ones((3, 4, 3)))
     with pytest.raises(ValueError, match="flm must be an array"):
         real_op.scatter("coefficients")
+
+
+# ---------------------------------------------------------------------------- same_scale option
+@pytest.fixture(scope="module")
+def same_scale_case():
+    L, N, J_min = 16, 3, 1
+    op = s2scat_core.build(L, N, J_min, same_scale=True)
+    half = jnp.asarray(lognormal_half(L))
+    return op, half, op.scatter(half)
+
+
+def test_same_scale_entries_are_sphere_integrals_of_the_maps(same_scale_case):
+    """Each S3/S4 entry, the new ``j2 = j1`` ones included, recomputed from wavelet maps and
+    quadrature: ``S3 = sum_t q_t N W``, ``S4 = sum_t q_t N N'`` with ``N`` the scale-``j1``
+    wavelet maps of ``|W_{j2,k2}|`` read to band-limit ``L_{j1}`` (not the ring-coefficient
+    products the operator uses)."""
+    op, half, out = same_scale_case
+    c = op.config
+    W = scattering._first_layer(op, directional.real_half(half))
+
+    def second(j1, j2, k2):  # (2N-1, Lj1, 2Lj1-1): N_{j1, j2, k2, k1} for every k1
+        Lj1, Lj2 = c.bandlimit(j1), c.bandlimit(j2)
+        mlm = op.backend.analysis_real(jnp.abs(W[j2][k2]), Lj2, Lj1)
+        return directional.analysis(op.backend, mlm, op.weights[str(j1)], c.N, real=True)
+
+    def integral(j1, a, b):
+        return float(jnp.einsum("tp,t->", a * b, op.quadrature[str(j1)]))
+
+    lab = op.labels()
+    same = lab["S3"]["j2"] == lab["S3"]["j1"]
+    assert same.sum() == len(c.scales) * (2 * c.N - 1) ** 2
+    rng = np.random.default_rng(0)
+    for i in np.concatenate([rng.choice(np.flatnonzero(same), 12, replace=False),
+                             rng.choice(np.flatnonzero(~same), 4, replace=False)]):
+        j1, j2, k2, k1 = (int(v) for v in lab["S3"][i])
+        assert np.isclose(out.S3[i], integral(j1, second(j1, j2, k2)[k1], W[j1][k1]),
+                          rtol=1e-10, atol=1e-14), lab["S3"][i]
+    for i in rng.choice(np.flatnonzero(lab["S4"]["j2"] == lab["S4"]["j1"]), 6, replace=False):
+        j1, j2, j3, k2, k3, k1 = (int(v) for v in lab["S4"][i])
+        ref = integral(j1, second(j1, j2, k2)[k1], second(j1, j3, k3)[k1])
+        assert np.isclose(out.S4[i], ref, rtol=1e-10, atol=1e-14), lab["S4"][i]
+
+
+def test_same_scale_keeps_s2scat_entries_and_its_s3_changes_sign_with_the_field(same_scale_case):
+    op, half, out = same_scale_case
+    c = op.config
+    ref = s2scat_core.build(c.L, c.N, c.J_min).scatter(half)
+    lab = op.labels()
+    strict3 = lab["S3"]["j2"] > lab["S3"]["j1"]
+    strict4 = (lab["S4"]["j2"] > lab["S4"]["j1"]) & (lab["S4"]["j3"] > lab["S4"]["j1"])
+    assert rel_err(np.asarray(out.S3)[strict3], ref.S3) < 1e-12
+    assert rel_err(np.asarray(out.S4)[strict4], ref.S4) < 1e-12
+    flipped = op.scatter(-half)  # W -> -W, |W| unchanged: S3 odd, S4 even
+    assert rel_err(flipped.S3, -np.asarray(out.S3)) < 1e-12
+    assert rel_err(flipped.S4, out.S4) < 1e-12
+    same = np.asarray(out.S3)[~strict3]
+    assert np.abs(same).max() > 0.1 * np.abs(np.asarray(out.S3)).max()  # a skewed field: far from 0
+
+
+def test_same_scale_reverse_mode_gradients():
+    L = 8
+    op = s2scat_core.build(L, 2, 1, same_scale=True)
+    x = (jnp.asarray(random_half(L, seed=5)) + 0.3) * np.tril(np.ones((L, L)))
+    check_grads(weighted_sum(op, op.norm(random_half(L, seed=9))), (x,), order=1, modes=["rev"],
+                atol=1e-6, rtol=1e-6)

@@ -169,6 +169,13 @@ def test_encode_batches_inputs(tmp_path, capsys):
                  "--isotropic", "--norm", "none"]) == 0
     with np.load(out) as z:
         assert set(np.unique(z["k1"][z["statistic"] == "S3"])) == {-1}
+        s3 = z["statistic"] == "S3"
+        assert not np.any(z["j1"][s3] == z["j2"][s3]) and not z["same_scale"]
+    assert main(["encode", *paths, "--out", str(out), "--L", "16", "--J-min", "1",
+                 "--isotropic", "--same-scale"]) == 0
+    with np.load(out) as z:
+        s3 = z["statistic"] == "S3"
+        assert z["same_scale"] and np.sum(z["j1"][s3] == z["j2"][s3]) == 4  # scales 1..4
     assert "3 input(s)" in capsys.readouterr().out
 
 

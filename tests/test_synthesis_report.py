@@ -61,12 +61,14 @@ def test_quickstart_quality_at_small_L(quickstart_small):
     assert m["loss"]["ratio"] <= 1e-3
     assert m["cl"]["rel_error"] <= 0.10
     assert m["criteria"]["cl_within_10pct"] and m["criteria"]["loss_reduced_1000x"]
-    # Measured 0.26 here and 0.34 at L = 64: the samples' pixel PDF follows the target's
-    # except the far tails (see docs/synthesis.md). Guard against regressions:
-    assert m["pdf"]["skewness_rel_error"] <= 0.35
+    # Measured 0.23 here (0.27 with S2SCAT's statistics alone) and 0.19 at L = 64 with the
+    # quickstart's 600 steps: the samples' pixel PDF follows the target's except the far
+    # tails (see docs/synthesis.md). Guard against regressions:
+    assert m["pdf"]["skewness_rel_error"] <= 0.30
 
 
-@pytest.mark.xfail(reason="scattering-covariance samples reach ~70-80% of the lognormal "
-                          "target's pixel skewness (tails), not the 20% bar", strict=True)
+@pytest.mark.xfail(reason="at L = 32 and 300 steps the samples reach ~77% of the lognormal "
+                          "target's pixel skewness; the 20% bar is met at L = 64 (600 steps) "
+                          "and L = 128, too slow for a test", strict=True)
 def test_quickstart_skewness_within_20pct(quickstart_small):
     assert quickstart_small["pdf"]["skewness_rel_error"] <= 0.20
