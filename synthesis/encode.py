@@ -68,7 +68,7 @@ def encode(paths, *, L: int = 64, N: int = 3, J_min: int = 0, isotropic: bool = 
                      for p in paths])
     if standardise:
         flms = _standardise(flms)
-    op = s2scat_core.build(L, N, J_min, mode=resolve_mode(mode), isotropic=isotropic,
+    op = s2scat_core.build(L, N, J_min, mode=resolve_mode(mode, L), isotropic=isotropic,
                            delta_j=delta_j, same_scale=same_scale)
     scale = None if norm == "none" else op.norm(flms if norm == "self" else flms[0])
     cov = op.scatter(flms, norm=scale)

@@ -75,7 +75,7 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
     st, sy, rd, rp = exp.statistics, exp.synthesis, exp.render, exp.report
 
     target = targets.load(exp.target, st.L)
-    mode = engine.resolve_mode(st.mode)
+    mode = engine.resolve_mode(st.mode, st.L)
     log(f"[{exp.experiment.name}] target: {target.description}; L={st.L} N={st.N} "
         f"J_min={st.J_min} mode={mode}; {sy.count} sample(s), {sy.optimizer}, {sy.steps} steps")
     op = s2scat_core.build(st.L, st.N, st.J_min, mode=mode, isotropic=st.isotropic,

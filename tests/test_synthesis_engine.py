@@ -1,5 +1,6 @@
 """The engine: loss reduction with each optimiser, determinism, stopping rules, errors."""
 
+import jax
 import numpy as np
 import pytest
 from s2scat_core import harmonics
@@ -120,3 +121,17 @@ def test_target_must_be_real(target):
     bad[3, L] += 1j
     with pytest.raises(ValueError, match="real field"):
         engine.synthesize(bad, L=L, N=3, J_min=2, steps=1)
+
+
+def test_auto_mode_picks_by_device_and_bandlimit():
+    from s2scat_core.transforms import BACKENDS
+
+    from synthesis import resolve_mode
+    from synthesis.engine import DUCC_FROM_L
+
+    on_cpu = jax.default_backend() == "cpu" and "ducc" in BACKENDS
+    assert resolve_mode("auto", DUCC_FROM_L - 1) == "precompute"
+    assert resolve_mode("auto", DUCC_FROM_L) == ("ducc" if on_cpu else "precompute")
+    assert resolve_mode("recursive", 16) == "recursive"
+    with pytest.raises(ValueError, match="mode must be"):
+        resolve_mode("fast")

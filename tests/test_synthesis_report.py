@@ -76,9 +76,9 @@ def test_quickstart_skewness_within_20pct(quickstart_small):
 
 @pytest.mark.slow
 def test_quickstart_meets_every_bar(tmp_path):
-    """The default experiment itself (L = 64, 600 steps; about 2 minutes on 2 cores): loss
+    """The default experiment itself (L = 64, 600 steps; about 90 s on 2 cores): loss
     x1e-3, C_l within 10 % and pixel skewness within 20 % of the target's (measured: 2.5e-4,
-    5.8 %, 19.1 %). Slow, and its skewness margin is under 1 %, so not run by default."""
+    5.5 %, 19.1 %). Slow, and its skewness margin is under 1 %, so not run by default."""
     exp = cfg.apply_overrides(cfg.Experiment(), ["render.enabled=false"])
     m = run_experiment(exp, tmp_path, progress=False).metrics
     assert m["criteria"] == {"cl_within_10pct": True, "skewness_within_20pct": True,
