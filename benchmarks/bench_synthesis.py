@@ -2,7 +2,7 @@
 
 Run with the environment that has both packages:
 
-    .venv-parity/bin/python benchmarks/bench_synthesis.py [--L 64] [--steps 200]
+    .venv-parity/bin/python benchmarks/bench_synthesis.py [--L 64] [--steps 200] [--modes precompute ducc]
 
 Same target for both: this project's lognormal demo field (seed 1, standardised) at L = 64,
 statistics N = 3, J_min = 2, one sample, same machine, one run each. Every loss is the same
@@ -38,7 +38,7 @@ def s2scat_run(half, L, N, J_min, steps, lr):
     return np.asarray(out)[0], t1 - t0, t2 - t1
 
 
-def ours(target, L, N, J_min, optimizer, budget_s, reach, max_steps):
+def ours(target, L, N, J_min, optimizer, budget_s, reach, max_steps, mode="auto"):
     """Run until ``budget_s`` seconds (or ``max_steps``); return the (time, loss) trace."""
     from synthesis import synthesize
 
@@ -50,7 +50,8 @@ def ours(target, L, N, J_min, optimizer, budget_s, reach, max_steps):
         return p.elapsed >= budget_s
 
     r = synthesize(target, L, N, J_min, optimizer=optimizer, steps=max_steps, count=1, chunk=5,
-                   seed=0, callback=callback, same_scale=False, **kw)  # S2SCAT's statistics
+                   seed=0, callback=callback, same_scale=False, mode=mode,  # S2SCAT's statistics
+                   **kw)
     trace = np.asarray(trace)
     hit = np.nonzero(trace[:, 1] <= reach)[0]
     t_reach = float(trace[hit[0], 0]) if len(hit) else float("nan")
@@ -67,6 +68,8 @@ def main():
     parser.add_argument("--J-min", type=int, default=2, dest="J_min")
     parser.add_argument("--steps", type=int, default=200, help="S2SCAT's Adam steps")
     parser.add_argument("--lr", type=float, default=1e-3, help="S2SCAT's learning rate")
+    parser.add_argument("--modes", nargs="+", default=["auto"],
+                        help="this project's transform backends to run (e.g. precompute ducc)")
     args = parser.parse_args()
     L, N, J_min = args.L, args.N, args.J_min
 
@@ -91,9 +94,10 @@ def main():
           f"{args.lr:g}) {t_gen:.1f} s = {s2_wall:.1f} s; final loss {s2_final:.4e}")
 
     rows = []
-    for optimizer in ("lbfgs", "adam"):
-        res = ours(target, L, N, J_min, optimizer, s2_wall, s2_final, max_steps=5000)
-        rows.append((optimizer, res))
+    for mode in args.modes:
+        for optimizer in ("lbfgs", "adam"):
+            res = ours(target, L, N, J_min, optimizer, s2_wall, s2_final, max_steps=5000, mode=mode)
+            rows.append((optimizer, res))
 
     print()
     print(f"| run | time to S2SCAT's final loss ({s2_final:.3e}) | speed-up vs {s2_wall:.0f} s "
