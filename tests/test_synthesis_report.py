@@ -67,18 +67,18 @@ def test_quickstart_quality_at_small_L(quickstart_small):
     assert m["pdf"]["skewness_rel_error"] <= 0.30
 
 
-@pytest.mark.xfail(reason="at L = 32 and 300 steps the samples reach ~77% of the lognormal "
-                          "target's pixel skewness; the 20% bar is met at L = 64 (600 steps) "
-                          "and L = 128, too slow for a test", strict=True)
+@pytest.mark.xfail(reason="at L = 32 the samples reach ~77-79% of the lognormal target's pixel "
+                          "skewness (300-1000 steps); the 20% bar is met from L = 64 "
+                          "(test_quickstart_meets_every_bar)", strict=True)
 def test_quickstart_skewness_within_20pct(quickstart_small):
     assert quickstart_small["pdf"]["skewness_rel_error"] <= 0.20
 
 
-@pytest.mark.slow
 def test_quickstart_meets_every_bar(tmp_path):
     """The default experiment itself (L = 64, 600 steps; about 90 s on 2 cores): loss
     x1e-3, C_l within 10 % and pixel skewness within 20 % of the target's (measured: 2.5e-4,
-    5.5 %, 19.1 %). Slow, and its skewness margin is under 1 %, so not run by default."""
+    5.5 %, 19.1 %; 19.1 % with either backend, whose rounding differs by ~1e-12). Below
+    L = 64 the bar is out of reach: 21 % at L = 32 after 1000 steps, 24 % at L = 48."""
     exp = cfg.apply_overrides(cfg.Experiment(), ["render.enabled=false"])
     m = run_experiment(exp, tmp_path, progress=False).metrics
     assert m["criteria"] == {"cl_within_10pct": True, "skewness_within_20pct": True,
