@@ -16,9 +16,11 @@ def target():
     return standardise(demo.lognormal(L, seed=1))
 
 
+# The engine tests run mode "ducc": at L = 16 it compiles in about 6 s where "precompute"
+# (mode "auto" below L = 128) takes about 9 s, and these tests are about the optimiser.
 # A small target whose statistics do not over-determine the field (isotropic S3/S4 at
 # J_min = 2): the loss can go to ~0, so a 1000x reduction tests the optimiser, not the model.
-SMALL = dict(L=L, N=3, J_min=2, isotropic=True, count=2, chunk=25)
+SMALL = dict(L=L, N=3, J_min=2, mode="ducc", isotropic=True, count=2, chunk=25)
 
 
 @pytest.mark.parametrize("optimizer, steps, extra", [
@@ -36,7 +38,7 @@ def test_loss_drops_1000x(target, optimizer, steps, extra):
 
 
 def test_same_seed_same_samples_and_chunking_does_not_matter(target):
-    kw = dict(L=L, N=3, J_min=2, count=2, steps=12, optimizer="lbfgs")
+    kw = dict(L=L, N=3, J_min=2, mode="ducc", count=2, steps=12, optimizer="lbfgs")
     a = engine.synthesize(target, seed=5, chunk=4, **kw)
     b = engine.synthesize(target, seed=5, chunk=4, **kw)
     c = engine.synthesize(target, seed=6, chunk=4, **kw)
@@ -48,7 +50,7 @@ def test_same_seed_same_samples_and_chunking_does_not_matter(target):
 
 
 def test_tolerance_and_callback_stop_early(target):
-    r = engine.synthesize(target, L=L, N=3, J_min=2, steps=500, count=1, chunk=5,
+    r = engine.synthesize(target, L=L, N=3, J_min=2, mode="ducc", steps=500, count=1, chunk=5,
                           tolerance=0.05)
     assert r.stopped == "tolerance" and r.steps < 500
     assert r.history[-1] <= 0.05 * r.history[0]
@@ -58,7 +60,7 @@ def test_tolerance_and_callback_stop_early(target):
         seen.append((p.step, p.samples().shape, p.losses.shape, p.history.shape))
         return p.step >= 10
 
-    r = engine.synthesize(target, L=L, N=3, J_min=2, steps=50, count=2, chunk=5,
+    r = engine.synthesize(target, L=L, N=3, J_min=2, mode="ducc", steps=50, count=2, chunk=5,
                           callback=stop_at_10)
     assert r.stopped == "callback" and r.steps == 10
     assert seen[0] == (0, (2, L, 2 * L - 1), (2,), (1,))
@@ -70,13 +72,13 @@ def test_interrupt_returns_the_last_complete_chunk(target):
         if p.step == 10:
             raise KeyboardInterrupt
 
-    r = engine.synthesize(target, L=L, N=3, J_min=2, steps=50, count=1, chunk=5,
+    r = engine.synthesize(target, L=L, N=3, J_min=2, mode="ducc", steps=50, count=1, chunk=5,
                           callback=interrupt)
     assert r.partial and r.stopped == "interrupted" and r.steps == 10
 
 
 def test_white_init_and_no_preconditioning_run(target):
-    r = engine.synthesize(target, L=L, N=3, J_min=2, steps=5, count=1, init="white",
+    r = engine.synthesize(target, L=L, N=3, J_min=2, mode="ducc", steps=5, count=1, init="white",
                           precondition=False, optimizer="adam", learning_rate=1e-3)
     assert r.history[-1] < r.history[0]
 
@@ -111,7 +113,7 @@ def test_initial_power_matches_target(target):
     ({"L": 32}, "band-limit 16 < L=32"),
 ])
 def test_argument_errors(target, kwargs, match):
-    args = dict(L=L, N=3, J_min=2, steps=1) | kwargs
+    args = dict(L=L, N=3, J_min=2, mode="ducc", steps=1) | kwargs
     with pytest.raises(ValueError, match=match):
         engine.synthesize(target, **args)
 
@@ -120,7 +122,7 @@ def test_target_must_be_real(target):
     bad = target.copy()
     bad[3, L] += 1j
     with pytest.raises(ValueError, match="real field"):
-        engine.synthesize(bad, L=L, N=3, J_min=2, steps=1)
+        engine.synthesize(bad, L=L, N=3, J_min=2, mode="ducc", steps=1)
 
 
 def test_auto_mode_picks_by_device_and_bandlimit():
