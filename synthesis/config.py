@@ -109,7 +109,8 @@ class Statistics:
                               "which S2SCAT 0.0.3 leaves out: the samples' pixel skewness comes "
                               "closer to the target's (false: S2SCAT's statistics exactly)")
     mode: str = option("auto", "", "transform backend: 'auto' ('ducc' on CPU from L = 128 when "
-                       "available, else 'precompute'), or a name in s2scat_core.transforms.BACKENDS")
+                       "available, else 'precompute'), or a name in "
+                       "s2scat_core.transforms.BACKENDS")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,7 +48,8 @@ def column_labels(op) -> dict[str, np.ndarray]:
 
 def encode(paths, *, L: int = 64, N: int = 3, J_min: int = 0, isotropic: bool = False,
            delta_j: int | None = None, same_scale: bool = False, format: str = "auto",
-           field: int = 0, norm: str = "self", mode: str = "auto", standardise: bool = False) -> dict[str, np.ndarray]:
+           field: int = 0, norm: str = "self", mode: str = "auto",
+           standardise: bool = False) -> dict[str, np.ndarray]:
     """Covariance table of the fields in ``paths``: ``covariances (n, D)`` plus labels.
 
     Args:

@@ -39,8 +39,9 @@ __all__ = ["Progress", "SynthesisResult", "resolve_mode", "synthesize"]
 
 
 #: ``"auto"`` picks ``"ducc"`` on a CPU from this band-limit up. Below it the tabulated kernels
-#: are small and ``"precompute"`` is faster there too (2 CPU cores, N = 3: gradient 14.8 ms
-#: against 30.8 ms at L = 64, 95 ms against 80 ms at L = 128; the quickstart 88 s against 115 s).
+#: are small and ``"precompute"`` is faster (2 CPU cores, N = 3, gradient: precompute 14.8 ms
+#: against ducc 30.8 ms at L = 64, but 95 ms against 80 ms at L = 128; the quickstart takes
+#: 88 s with precompute against 115 s with ducc).
 DUCC_FROM_L = 128
 
 
