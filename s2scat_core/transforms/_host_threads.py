@@ -1,0 +1,87 @@
+"""Threads for the host-side kernels of the ``ducc`` backend.
+
+One pool of ``THREADS`` workers (the cores this process may use), each running one task at a
+time on one thread: ducc0 calls (which release the GIL) and matrix products. Two things make
+this faster than letting each library thread itself on a 2-core machine:
+
+* ducc0's own threads on one map scale poorly (L = 512: 0.75x the one-thread time on two
+  threads), while two maps, or two halves of one map's ``m`` range, on two workers take 0.52x
+  and 0.6x.
+* OpenBLAS, which NumPy's matrix products call, keeps its own threads spinning for a while
+  after each product; with a product every few milliseconds they never sleep and take a core
+  from ducc0 and XLA (at L = 512 a fifth of the CPU time of a forward pass went to
+  ``blas_thread_server``). Each worker asks OpenBLAS for one thread (its thread-local setting,
+  OpenBLAS >= 0.3.27, found through the libraries this process has loaded); products are
+  split across the workers instead. Elsewhere (another BLAS, another OS) nothing is changed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import functools
+import os
+import threading
+
+THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+_POOL = None
+_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _openblas_local():
+    """OpenBLAS's ``openblas_set_num_threads_local`` from a loaded library, or None."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            return ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def _one_blas_thread():
+    setter = _openblas_local()
+    if setter is not None:
+        setter(1)
+
+
+def pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The shared pool (created on first use)."""
+    global _POOL
+    with _LOCK:
+        if _POOL is None:
+            import numpy  # noqa: F401  (loads the BLAS whose setting the workers change)
+
+            _POOL = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="s2scat-host",
+                                                          initializer=_one_blas_thread)
+        return _POOL
+
+
+def run(tasks) -> list:
+    """Run callables, in the calling thread if there is one task or one core, else on the
+    pool; their results in order."""
+    if len(tasks) <= 1 or THREADS == 1:
+        return [task() for task in tasks]
+    return [future.result() for future in [pool().submit(task) for task in tasks]]
+
+
+def matmul_columns(a, b, out):
+    """``out = a @ b`` for a small ``a (K, C)`` and a wide ``b (C, Y)``, the columns split
+    across the workers (``out (K, Y)``, C-contiguous)."""
+    Y = b.shape[1]
+    parts = min(THREADS, max(1, Y // 4096))
+    cuts = [Y * i // parts for i in range(parts + 1)]
+
+    def product(lo, hi):
+        import numpy as np
+
+        np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
+
+    run([functools.partial(product, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])])
+    return out
