@@ -239,8 +239,9 @@ def build(L: int, N: int, J_min: int = 0, *, reality: bool = True, mode: str = "
 def _first_layer(op: Scattering, flm):
     """Wavelet maps ``W[j] (2N-1, Lj, 2Lj-1)`` of one field."""
     c = op.config
-    return {j: directional.analysis(op.backend, flm, op.weights[str(j)], c.N, c.reality)
-            for j in c.scales}
+    hs = [op.weights[str(j)] for j in c.scales]
+    W = directional.analysis_scales(op.backend, [flm] * len(hs), hs, c.N, c.reality)
+    return dict(zip(c.scales, W))
 
 
 def _as_input(op: Scattering, flm):
@@ -257,21 +258,18 @@ def _single(op: Scattering, flm, norm):
     first_input, full = _as_input(op, flm)
     mean, var = cov.mean_variance(full)
     W = _first_layer(op, first_input)
-    S1, S2, moduli = [], [], {}
-    for j in c.scales:
-        Lj = c.bandlimit(j)
-        moduli[j] = op.backend.analysis_real(jnp.abs(W[j]), Lj, c.modulus_bandlimit(j))  # (2N-1, B, B)
-        S1.append(cov.s1(moduli[j]))
-        S2.append(cov.s2(W[j], op.quadrature[str(j)]))
+    mlm = op.backend.analysis_real_scales([jnp.abs(W[j]) for j in c.scales],
+                                          [c.modulus_bandlimit(j) for j in c.scales])
+    moduli = dict(zip(c.scales, mlm))  # (2N-1, B, B) each
+    S1 = [cov.s1(moduli[j]) for j in c.scales]
+    S2 = [cov.s2(W[j], op.quadrature[str(j)]) for j in c.scales]
+    pairs = [(j1, c.partners(j1)) for j1 in c.scales if c.partners(j1)]
+    stacks = [jnp.stack([moduli[j2][..., :c.bandlimit(j1), :c.bandlimit(j1)] for j2 in partners])
+              for j1, partners in pairs]  # (A, 2N-1, Lj1, Lj1) each
+    seconds = directional.analysis_scales(op.backend, stacks, [op.weights[str(j1)] for j1, _ in pairs],
+                                          c.N, real=True, fourier=True)
     S3, S4 = [], []
-    for j1 in c.scales:
-        partners = c.partners(j1)
-        if not partners:
-            continue
-        Lj1 = c.bandlimit(j1)
-        stacked = jnp.stack([moduli[j2][..., :Lj1, :Lj1] for j2 in partners])  # (A, 2N-1, Lj1, Lj1)
-        second = directional.analysis(op.backend, stacked, op.weights[str(j1)], c.N, real=True,
-                                      fourier=True)
+    for (j1, partners), second in zip(pairs, seconds):
         q = op.quadrature[str(j1)]
         rows = cov.as_rows(second)
         S3.append(cov.s3(rows, W[j1], q, len(partners)))

@@ -125,6 +125,20 @@ class SphericalTransforms(abc.ABC):
         r = ring_weights(jnp.asarray(gl_weights(h.shape[0]), pairs.dtype))
         return tuple(jnp.unstack(pairs * r))  # unstack: its transpose is one concatenation
 
+    def wavelets_real_scales(self, halves, hs, N: int, fourier: bool = False):
+        """:meth:`wavelets_real` (with ``fourier``, :meth:`wavelets_real_fourier`) at several
+        scales: ``halves[i] (..., Li, Li)`` with ``hs[i] (Li, N)`` -> a tuple, one output a
+        scale. The default calls the one-scale method for each; a backend may do them together
+        (one host call for all the scales of a layer, say)."""
+        one = self.wavelets_real_fourier if fourier else self.wavelets_real
+        return tuple(one(x, h, N) for x, h in zip(halves, hs))
+
+    def analysis_real_scales(self, maps, bandlimits):
+        """:meth:`analysis_real` of several maps: ``maps[i] (..., Li, 2Li-1)`` real, to
+        ``bandlimits[i]`` -> a tuple of halves ``(..., Bi, Bi)``. The default calls
+        :meth:`analysis_real` for each; a backend may do them together."""
+        return tuple(self.analysis_real(f, f.shape[-2], B) for f, B in zip(maps, bandlimits))
+
     # -- pytree plumbing: tables are leaves, everything else is static -----------------------
     def tree_flatten(self):
         return (self.tables,), (self.bandlimits, self.spins, self.dtype.str)

@@ -71,6 +71,15 @@ def analysis(backend, alm, h, N: int, real: bool, fourier: bool = False):
                       stacked)
 
 
+def analysis_scales(backend, alms, hs, N: int, real: bool, fourier: bool = False):
+    """:func:`analysis` at several scales, ``alms[i]`` with ``hs[i]``: a tuple, one output a
+    scale. Real fields go through the backend's ``wavelets_real_scales`` (one call for all)."""
+    if not real:
+        return tuple(analysis(backend, a, h, N, real, fourier) for a, h in zip(alms, hs))
+    halves = tuple(real_half(a[..., :h.shape[0], :h.shape[0]]) for a, h in zip(alms, hs))
+    return backend.wavelets_real_scales(halves, tuple(hs), N, fourier=fourier)
+
+
 def real_half(half):
     """The ``m >= 0`` half of a real field: ``f_l0`` is real, so its imaginary part is dropped."""
     return jnp.concatenate([half[..., :1].real.astype(half.dtype), half[..., 1:]], axis=-1)

@@ -84,11 +84,13 @@ def _threads(L):
     return 1 if L < 128 else _NTHREADS
 
 
-def _run(calls, L):
-    """Run ducc0 calls (callables taking ``nthreads``): one call alone with ducc0's own threads,
-    several on the host pool's one-thread workers (:mod:`._host_threads`)."""
+def _run(calls):
+    """Run ducc0 calls (callables taking ``nthreads``, from :func:`_alm2leg` or :func:`_leg2alm`):
+    one call alone with ducc0's own threads, several on the host pool's one-thread workers
+    (:mod:`._host_threads`)."""
     if len(calls) == 1:
-        calls[0](nthreads=_threads(L))
+        call = calls[0]
+        calls[0](nthreads=_threads(len(call.keywords["theta"])))
     else:
         _host_threads.run([functools.partial(call, nthreads=1) for call in calls])
 
@@ -194,7 +196,7 @@ def _alm2leg(alm, spin, quadrature=False, grad_only=False, rings=None, out=None,
                                    **block)
                  for a, o in zip(ins.reshape(-1, n_in, B * B), out) for m, block in _blocks(T, B)]
         if calls is None:
-            _run(todo, T)
+            _run(todo)
     if quadrature:
         out *= w[:, None]
     return out.reshape((alm.shape[0], -1, T, B))
@@ -236,7 +238,7 @@ def _leg2alm(leg, spin, quadrature=False, grad_only=False, bandlimit=None, calls
                                    mode=mode, **block)
                  for x, out in zip(ins, alm.reshape(-1, n_in, B * B)) for m, block in _blocks(T, B)]
         if calls is None:
-            _run(todo, T)
+            _run(todo)
     return alm.reshape((leg.shape[0], -1, B, B))
 
 
@@ -351,19 +353,52 @@ def _synthesis_real_ct(g, L, cdtype):
 
 def _analysis_real(f, L, cdtype, bandlimit):
     """Real spin-0 analysis: ``(..., L, 2L-1)`` real -> ``(..., B, B)`` half, ``l, m < B = bandlimit``."""
+    return _now(_analysis_real_start, f, L, cdtype, bandlimit)
+
+
+def _analysis_real_start(f, L, cdtype, bandlimit, calls):
+    """:func:`_analysis_real` with ducc0's calls queued on ``calls``; returns ``finish()``."""
     maps, lead = _flat(np.asarray(f, np.finfo(cdtype).dtype))
     leg = _map2leg(maps)
-    return _leg2alm(leg if L <= TABLE_MAX else leg[..., :bandlimit], 0, quadrature=True,
-                    bandlimit=bandlimit).reshape(lead + (bandlimit, bandlimit))
+    alm = _leg2alm(leg if L <= TABLE_MAX else leg[..., :bandlimit], 0, quadrature=True,
+                   bandlimit=bandlimit, calls=calls)
+    return lambda: alm.reshape(lead + (bandlimit, bandlimit))
 
 
 def _analysis_real_ct(c, L, cdtype, bandlimit):
     """JAX cotangent of :func:`_analysis_real`: ``(..., B, B)`` -> ``(..., L, 2L-1)`` real."""
+    return _now(_analysis_real_ct_start, c, L, cdtype, bandlimit)
+
+
+def _analysis_real_ct_start(c, L, cdtype, bandlimit, calls):
+    """:func:`_analysis_real_ct` with ducc0's calls queued on ``calls``; returns ``finish()``."""
     B = bandlimit
     alm, lead = _flat(np.conj(np.asarray(c, cdtype)) * _m_weights(B, 1.0, 0.5).astype(cdtype))
     leg = np.zeros((alm.shape[0], 1, L, L), cdtype)
-    _alm2leg(alm, 0, quadrature=True, rings=L, out=leg[..., :B])
-    return _leg2map(leg).reshape(lead + (L, 2 * L - 1))
+    _alm2leg(alm, 0, rings=L, out=leg[..., :B], calls=calls)
+
+    def finish():
+        leg[..., :B] *= _grid(L)[1][:, None]
+        return _leg2map(leg).reshape(lead + (L, 2 * L - 1))
+
+    return finish
+
+
+def _now(start, *args, **kwargs):
+    """Run a ``*_start`` kernel at once: queue its calls, run them, finish."""
+    calls = []
+    finish = start(*args, **kwargs, calls=calls)
+    _run(calls)
+    return finish()
+
+
+def _together(starts):
+    """Run several ``*_start`` kernels (zero-argument callables taking ``calls``) with all their
+    ducc0 calls on the pool at once; their results in order."""
+    calls = []
+    finishes = [start(calls=calls) for start in starts]
+    _run(calls)
+    return tuple(finish() for finish in finishes)
 
 
 # ------------------------------------------------------------------ fused real-field wavelets
@@ -430,6 +465,11 @@ def _components(N, L):
 
 
 def _wavelets_real(f, h, N, cdtype, fourier=False):
+    """Real-field wavelet maps at one scale (:func:`_wavelets_real_start`, run at once)."""
+    return _now(_wavelets_real_start, f, h, N, cdtype, fourier)
+
+
+def _wavelets_real_start(f, h, N, cdtype, fourier, calls):
     """Real-field wavelet maps at one scale: ``(..., L, L)`` half, ``h`` -> ``(..., 2N-1, L, 2L-1)``.
 
     ``leg_k = leg_0 + sum_{n > 0} (2 cos(n gamma_k) legQ_n + 2 sin(n gamma_k) legU_n)``, where
@@ -440,6 +480,7 @@ def _wavelets_real(f, h, N, cdtype, fourier=False):
 
     With ``fourier`` the ``leg_k`` themselves are returned, weighted by
     :func:`.base.ring_weights`: a tuple of ``2N-1`` arrays ``(..., L, L, 2)`` real pairs.
+    ducc0's calls are queued on ``calls``; the result is ``finish()`` once they have run.
     """
     f = np.array(f, cdtype)
     L = f.shape[-1]
@@ -449,7 +490,7 @@ def _wavelets_real(f, h, N, cdtype, fourier=False):
     h = _weights(h, L, N)
     terms, mixing = _components(N, L)
     parts = np.empty((mixing.shape[1],) + f.shape, cdtype)  # component first
-    calls, after = [], []
+    after = []
     c = 0
     for i, n in terms:
         if n == 0:
@@ -458,18 +499,21 @@ def _wavelets_real(f, h, N, cdtype, fourier=False):
         else:
             after += _spin_legs(f, h[:, i], n, out=parts[c:c + 2].swapaxes(0, 1), calls=calls)
             c += 2
-    _run(calls, L)
-    for fix in after:
-        fix()
-    legs = _mix(mixing, parts)  # (2N-1, n, L, L)
-    if fourier:
-        legs[..., 0].imag = 0.0  # F[t, 0] of a real map is real
-        legs *= _ring_factors(L)
-        real = np.finfo(cdtype).dtype
-        return tuple(x.view(real).reshape(lead + (L, L, 2)) for x in legs)
-    maps = np.empty((f.shape[0], 2 * N - 1, L, 2 * L - 1), np.finfo(cdtype).dtype)
-    _leg2map(legs, out=maps.swapaxes(0, 1))
-    return maps.reshape(lead + (2 * N - 1, L, 2 * L - 1))
+
+    def finish():
+        for fix in after:
+            fix()
+        legs = _mix(mixing, parts)  # (2N-1, n, L, L)
+        if fourier:
+            legs[..., 0].imag = 0.0  # F[t, 0] of a real map is real
+            legs *= _ring_factors(L)
+            real = np.finfo(cdtype).dtype
+            return tuple(x.view(real).reshape(lead + (L, L, 2)) for x in legs)
+        maps = np.empty((f.shape[0], 2 * N - 1, L, 2 * L - 1), np.finfo(cdtype).dtype)
+        _leg2map(legs, out=maps.swapaxes(0, 1))
+        return maps.reshape(lead + (2 * N - 1, L, 2 * L - 1))
+
+    return finish
 
 
 @functools.lru_cache(maxsize=None)
@@ -499,10 +543,16 @@ def _spin_legs(f, hn, n, out, calls):
 
 
 def _wavelets_real_ct(ct, h, N, cdtype):
+    """JAX cotangent of :func:`_wavelets_real` (maps) (:func:`_wavelets_real_ct_start`, at once)."""
+    return _now(_wavelets_real_ct_start, ct, h, N, cdtype)
+
+
+def _wavelets_real_ct_start(ct, h, N, cdtype, calls):
     """JAX cotangent of :func:`_wavelets_real` (maps): ``(..., 2N-1, L, 2L-1)`` real -> ``(..., L, L)``.
 
     The cotangent of maps enters as its FFT ``sum_p ct_p e^{-i m phi_p}``, and the half's
-    ``m > 0`` entries are doubled at the end (the maps count ``m`` and ``-m``).
+    ``m > 0`` entries are doubled at the end (the maps count ``m`` and ``-m``). ducc0's calls
+    are queued on ``calls``; the result is ``finish()``.
     """
     real = np.finfo(cdtype).dtype
     h = _weights(h, h.shape[-2], N)
@@ -511,15 +561,25 @@ def _wavelets_real_ct(ct, h, N, cdtype):
     ct = np.asarray(ct, real).reshape((-1, 2 * N - 1, L, 2 * L - 1))
     legs = np.empty((2 * N - 1, ct.shape[0], L, L), cdtype)
     _map2leg(ct, out=legs.swapaxes(0, 1))
-    out = _legs_ct(legs, h, N, cdtype)
-    out *= _m_weights(L, 1.0, 2.0)
-    out[..., 0] = out[..., 0].real
-    return out.reshape(lead + (L, L))
+    gather = _legs_ct_start(legs, h, N, cdtype, calls)
+
+    def finish():
+        out = gather()
+        out *= _m_weights(L, 1.0, 2.0)
+        out[..., 0] = out[..., 0].real
+        return out.reshape(lead + (L, L))
+
+    return finish
 
 
 def _wavelets_real_fourier_ct(h, *ct, N, cdtype):
-    """JAX cotangent of :func:`_wavelets_real` with ``fourier``: ``2N-1`` arrays
-    ``(*vmap, *batch, L, L, 2)`` -> ``(*vmap, *batch, L, L)``.
+    """JAX cotangent of :func:`_wavelets_real` with ``fourier`` (at once)."""
+    return _now(_wavelets_real_fourier_ct_start, h, ct, N, cdtype)
+
+
+def _wavelets_real_fourier_ct_start(h, ct, N, cdtype, calls):
+    """JAX cotangent of :func:`_wavelets_real` with ``fourier``: ``2N-1`` arrays ``ct``
+    ``(*vmap, *batch, L, L, 2)`` -> ``(*vmap, *batch, L, L)``; ``finish()`` gives it.
 
     Each, read as ``ct_Re + i ct_Im``, is weighted as the output was; it is then the FFT of
     a map's cotangent with its ``m > 0`` entries doubled, so no doubling follows.
@@ -531,19 +591,25 @@ def _wavelets_real_fourier_ct(h, *ct, N, cdtype):
     legs = np.stack(ct, out=np.empty((2 * N - 1,) + lead + (L, L, 2), real))
     legs = legs.view(cdtype)[..., 0].reshape(2 * N - 1, -1, L, L)
     legs *= _ring_factors(L)
-    out = _legs_ct(legs, h, N, cdtype)
-    out[..., 0] = out[..., 0].real
-    return out.reshape(lead + (L, L))
+    gather = _legs_ct_start(legs, h, N, cdtype, calls)
+
+    def finish():
+        out = gather()
+        out[..., 0] = out[..., 0].real
+        return out.reshape(lead + (L, L))
+
+    return finish
 
 
-def _legs_ct(legs, h, N, cdtype):
+def _legs_ct_start(legs, h, N, cdtype, calls):
     """Cotangent on ``f`` from that of the direction Legendre sums ``legs (2N-1, n, L, L)``
-    (``leg_k`` of :func:`_wavelets_real`), before any ``m > 0`` doubling: ``(n, L, L)``."""
+    (``leg_k`` of :func:`_wavelets_real`), before any ``m > 0`` doubling: ``(n, L, L)``, given
+    by the returned callable once the calls queued on ``calls`` have run."""
     L = h.shape[0]
     terms, mixing = _components(N, L)
     parts = _mix(mixing.T, legs)  # component first
     parts[..., 0].imag = 0.0  # f_l0 is real: the imaginary parts at m = 0 carry nothing
-    calls, combine = [], []
+    combine = []
     c = 0
     for i, n in terms:
         if n == 0:
@@ -553,11 +619,14 @@ def _legs_ct(legs, h, N, cdtype):
         else:
             combine.append(_spin_legs_ct(parts[c:c + 2].swapaxes(0, 1), h[:, i], n, calls))
             c += 2
-    _run(calls, L)
-    out = np.zeros(legs.shape[1:], cdtype)
-    for term in combine:
-        out += term()
-    return out
+
+    def gather():
+        out = np.zeros(legs.shape[1:], cdtype)
+        for term in combine:
+            out += term()
+        return out
+
+    return gather
 
 
 def _spin_legs_ct(ct, hn, n, calls):
@@ -583,83 +652,123 @@ def _callback(fn, x, shape, dtype):
     return jax.pure_callback(fn, out, x, vmap_method="broadcast_all")
 
 
-def _half(L, B):
-    return (B, B)
+def _half(L):
+    return (L, L)
 
 
-def _grid_shape(L, B):
+def _grid_shape(L):
     return (L, 2 * L - 1)
 
 
 _KINDS = {  # kind: (forward, cotangent, core input shape, core output shape, in/out complex)
     "synthesis": (_synthesis, _synthesis_ct, _grid_shape, _grid_shape, True, True),
     "synthesis_real": (_synthesis_real, _synthesis_real_ct, _half, _grid_shape, True, False),
-    "analysis_real": (_analysis_real, _analysis_real_ct, _grid_shape, _half, False, True),
 }
 
 
 @functools.lru_cache(maxsize=None)
-def _linear(kind, L, spin, real, bandlimit=None):
-    """The host map ``kind`` at ``(L, spin)`` as a JAX function whose VJP is its cotangent map
-    (``bandlimit``: that of the coefficients an analysis returns, default ``L``)."""
+def _linear(kind, L, spin, real):
+    """The host map ``kind`` at ``(L, spin)`` as a JAX function whose VJP is its cotangent map."""
     forward, cotangent, in_shape, out_shape, in_cplx, out_cplx = _KINDS[kind]
     real = np.dtype(real)
     cdtype = np.result_type(real, np.complex64)
     in_dtype, out_dtype = (cdtype if in_cplx else real), (cdtype if out_cplx else real)
-    B = L if bandlimit is None else bandlimit
-    kw = dict(L=L, cdtype=cdtype, **({"spin": spin} if kind == "synthesis" else {}),
-              **({"bandlimit": B} if kind == "analysis_real" else {}))
+    kw = dict(L=L, cdtype=cdtype, **({"spin": spin} if kind == "synthesis" else {}))
 
     @jax.custom_vjp
     def f(x):
-        return _callback(functools.partial(forward, **kw), x, out_shape(L, B), out_dtype)
+        return _callback(functools.partial(forward, **kw), x, out_shape(L), out_dtype)
 
     def f_fwd(x):
         return f(x), None
 
     def f_bwd(_, ct):
         ct = ct.astype(out_dtype)
-        return (_callback(functools.partial(cotangent, **kw), ct, in_shape(L, B), in_dtype),)
+        return (_callback(functools.partial(cotangent, **kw), ct, in_shape(L), in_dtype),)
 
     f.defvjp(f_fwd, f_bwd)
     return lambda x: f(jnp.asarray(x).astype(in_dtype))
 
 
 @functools.lru_cache(maxsize=None)
-def _wavelets_op(L, N, real, fourier):
-    """:func:`_wavelets_real` at ``(L, N)`` as a JAX function of ``(half, h)``, differentiable in
-    ``half``."""
+def _wavelets_op(N, real, fourier):
+    """:func:`_wavelets_real` at several scales in one host callback, as a JAX function of
+    ``(halves, hs)`` (tuples, one entry a scale, ``halves[i] (..., Li, Li)``,
+    ``hs[i] (Li, N)``), differentiable in ``halves``. All the scales' ducc0 calls share the
+    pool (:func:`_together`); the VJP is one callback too."""
     real = np.dtype(real)
     cdtype = np.result_type(real, np.complex64)
     K = 2 * N - 1
 
-    def out_shape(batch):
+    def out_shape(half):
+        batch, L = half.shape[:-2], half.shape[-1]
         if fourier:
             return (jax.ShapeDtypeStruct(batch + (L, L, 2), real),) * K
         return jax.ShapeDtypeStruct(batch + (K, L, 2 * L - 1), real)
 
-    @jax.custom_vjp
-    def f(half, h):
-        fn = functools.partial(_wavelets_real, N=N, cdtype=cdtype, fourier=fourier)
-        return jax.pure_callback(fn, out_shape(half.shape[:-2]), half, h, vmap_method="expand_dims")
+    def forward(halves, hs):
+        return _together([functools.partial(_wavelets_real_start, x, h, N, cdtype, fourier)
+                          for x, h in zip(halves, hs)])
 
-    def f_fwd(half, h):
-        return f(half, h), h
-
-    def f_bwd(h, ct):
+    def backward(hs, cts):
+        start = _wavelets_real_fourier_ct_start if fourier else _wavelets_real_ct_start
         if fourier:
-            batch = ct[0].shape[:-3]
-            fn = functools.partial(_wavelets_real_fourier_ct, N=N, cdtype=cdtype)
-            args = (h,) + tuple(c.astype(real) for c in ct)
-        else:
-            batch = ct.shape[:-3]
-            fn = functools.partial(_wavelets_real_ct, N=N, cdtype=cdtype)
-            args = (ct.astype(real), h)
-        out = jax.ShapeDtypeStruct(batch + (L, L), cdtype)
-        return jax.pure_callback(fn, out, *args, vmap_method="expand_dims"), jnp.zeros_like(h)
+            return _together([functools.partial(start, h, ct, N, cdtype) for h, ct in zip(hs, cts)])
+        return _together([functools.partial(start, ct, h, N, cdtype) for h, ct in zip(hs, cts)])
+
+    @jax.custom_vjp
+    def f(halves, hs):
+        shapes = tuple(out_shape(x) for x in halves)
+        return jax.pure_callback(forward, shapes, halves, hs, vmap_method="expand_dims")
+
+    def f_fwd(halves, hs):
+        return f(halves, hs), hs
+
+    def f_bwd(hs, cts):
+        cts = jax.tree_util.tree_map(lambda c: c.astype(real), cts)
+        shapes = tuple(jax.ShapeDtypeStruct((ct[0] if fourier else ct).shape[:-3] + (h.shape[0],) * 2,
+                                            cdtype) for h, ct in zip(hs, cts))
+        grads = jax.pure_callback(backward, shapes, hs, cts, vmap_method="expand_dims")
+        return grads, tuple(jnp.zeros_like(h) for h in hs)
 
     f.defvjp(f_fwd, f_bwd)
-    return lambda half, h: f(jnp.asarray(half).astype(cdtype), jnp.asarray(h).astype(cdtype))
+    return lambda halves, hs: f(tuple(jnp.asarray(x).astype(cdtype) for x in halves),
+                                tuple(jnp.asarray(h).astype(cdtype) for h in hs))
+
+
+@functools.lru_cache(maxsize=None)
+def _analysis_op(bandlimits, real):
+    """:func:`_analysis_real` of several maps (one entry a scale, ``maps[i] (..., Li, 2Li-1)``,
+    to ``bandlimits[i]``) in one host callback, as a JAX function; the VJP is one callback."""
+    real = np.dtype(real)
+    cdtype = np.result_type(real, np.complex64)
+
+    def forward(maps):
+        return _together([functools.partial(_analysis_real_start, f, f.shape[-2], cdtype, B)
+                          for f, B in zip(maps, bandlimits)])
+
+    def backward(shapes, cts):
+        return _together([functools.partial(_analysis_real_ct_start, c, L, cdtype, B)
+                          for c, L, B in zip(cts, shapes, bandlimits)])
+
+    @jax.custom_vjp
+    def f(maps):
+        shapes = tuple(jax.ShapeDtypeStruct(x.shape[:-2] + (B, B), cdtype)
+                       for x, B in zip(maps, bandlimits))
+        return jax.pure_callback(forward, shapes, maps, vmap_method="expand_dims")
+
+    def f_fwd(maps):
+        return f(maps), tuple(x.shape[-2] for x in maps)
+
+    def f_bwd(rings, cts):
+        cts = tuple(c.astype(cdtype) for c in cts)
+        shapes = tuple(jax.ShapeDtypeStruct(c.shape[:-2] + (L, 2 * L - 1), real)
+                       for c, L in zip(cts, rings))
+        return (jax.pure_callback(functools.partial(backward, rings), shapes, cts,
+                                  vmap_method="expand_dims"),)
+
+    f.defvjp(f_fwd, f_bwd)
+    return lambda maps: f(tuple(jnp.asarray(x).astype(real) for x in maps))
 
 
 @register
@@ -677,13 +786,16 @@ class DuccTransforms(SphericalTransforms):
         return _linear("synthesis_real", int(L), 0, self.dtype.str)(alm_half)
 
     def analysis_real(self, f, L, bandlimit=None):
-        B = int(L if bandlimit is None else bandlimit)
-        return _linear("analysis_real", int(L), 0, self.dtype.str, B)(f)
+        return self.analysis_real_scales((f,), (L if bandlimit is None else bandlimit,))[0]
+
+    def analysis_real_scales(self, maps, bandlimits):
+        return _analysis_op(tuple(int(B) for B in bandlimits), self.dtype.str)(tuple(maps))
 
     def wavelets_real(self, alm_half, h, N):
-        op = _wavelets_op(int(h.shape[0]), int(N), self.dtype.str, False)
-        return op(alm_half, h)
+        return self.wavelets_real_scales((alm_half,), (h,), N)[0]
 
     def wavelets_real_fourier(self, alm_half, h, N):
-        op = _wavelets_op(int(h.shape[0]), int(N), self.dtype.str, True)
-        return op(alm_half, h)
+        return self.wavelets_real_scales((alm_half,), (h,), N, fourier=True)[0]
+
+    def wavelets_real_scales(self, halves, hs, N, fourier=False):
+        return _wavelets_op(int(N), self.dtype.str, bool(fourier))(tuple(halves), tuple(hs))
