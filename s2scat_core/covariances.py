@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .transforms.base import ring_weights
 
 _SQRT_4PI = float(np.sqrt(4 * np.pi))
 
@@ -45,6 +44,12 @@ def s2(w, q):
     """``S2[k] = sum_tp q_t |W_k|^2 / (4 pi)``; ``w (2N-1, Lj, 2Lj-1)``, ``q (Lj,)``: ``(2N-1,)``."""
     power = w.real**2 + w.imag**2 if jnp.iscomplexobj(w) else w**2
     return jnp.einsum("ktp,t->k", power, q) / (4 * np.pi)
+
+
+def s2_fourier(y):
+    """:func:`s2` of real maps from their weighted ring Fourier pairs ``y (2N-1, Lj, Lj, 2)``
+    (:func:`.transforms.base.ring_fourier_pairs`): ``sum y_k^2 / (4 pi)``, Parseval: ``(2N-1,)``."""
+    return jnp.sum(y * y, axis=(-3, -2, -1)) / (4 * np.pi)
 
 
 def as_pairs(F):
@@ -70,13 +75,12 @@ def as_rows(second, stack_below=STACK_BELOW):
     return jnp.stack(rows) if rows[0].size < stack_below else rows
 
 
-def s3(rows, w, q, A):
+def s3(rows, y, A):
     """``S3[a, k2, k1]`` from :func:`as_rows` (``K1`` arrays ``(A*K2, X)``, as a list or
-    stacked) and the first-layer maps ``w (K1, Lj, 2Lj-1)`` at scale ``j1`` (their real part:
-    the second layer is real)."""
-    K1, T = w.shape[0], w.shape[-2]
-    F = jnp.fft.rfft(w.real, axis=-1) / (2 * T - 1)
-    y = (as_pairs(F) * ring_weights(q)).reshape(K1, -1)
+    stacked) and the first-layer maps at scale ``j1`` as weighted ring Fourier pairs
+    ``y (K1, Lj, Lj, 2)`` (of their real part: the second layer is real)."""
+    K1 = y.shape[0]
+    y = y.reshape(K1, -1)
     if isinstance(rows, jax.Array):
         return jnp.einsum("kix,kx->ik", rows, y).reshape(A, -1, K1)
     return jnp.stack([rk @ yk for rk, yk in zip(rows, jnp.unstack(y))], axis=-1).reshape(A, -1, K1)

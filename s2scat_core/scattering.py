@@ -26,7 +26,7 @@ from . import transforms, wavelets
 from ._checks import check_choice, check_scales
 from ._malloc import keep_freed_memory
 from .transforms import directional
-from .transforms.base import expand_half, gl_weights
+from .transforms.base import expand_half, gl_weights, ring_fourier_pairs
 
 
 class Covariances(NamedTuple):
@@ -236,14 +236,6 @@ def build(L: int, N: int, J_min: int = 0, *, reality: bool = True, mode: str = "
 
 
 # -------------------------------------------------------------------- the computation
-def _first_layer(op: Scattering, flm):
-    """Wavelet maps ``W[j] (2N-1, Lj, 2Lj-1)`` of one field."""
-    c = op.config
-    hs = [op.weights[str(j)] for j in c.scales]
-    W = directional.analysis_scales(op.backend, [flm] * len(hs), hs, c.N, c.reality)
-    return dict(zip(c.scales, W))
-
-
 def _as_input(op: Scattering, flm):
     """The coefficients the first layer reads (half for real fields) and the full array."""
     c = op.config
@@ -253,16 +245,30 @@ def _as_input(op: Scattering, flm):
     return flm, flm
 
 
+def _layer_one(op: Scattering, flm):
+    """First layer of one field: ``ys[j] (2N-1, Lj, Lj, 2)`` weighted ring Fourier pairs of the
+    (real parts of the) maps ``W_j``, ``S2[j] (2N-1,)`` and the moduli's coefficients
+    ``moduli[j] (2N-1, B, B)`` to :meth:`Config.modulus_bandlimit`."""
+    c = op.config
+    hs = [op.weights[str(j)] for j in c.scales]
+    bandlimits = [c.modulus_bandlimit(j) for j in c.scales]
+    if c.reality:
+        ys, mlm = directional.modulus_layer(op.backend, flm, hs, c.N, bandlimits)
+        S2 = [cov.s2_fourier(y) for y in ys]
+    else:
+        W = directional.analysis_scales(op.backend, [flm] * len(hs), hs, c.N, real=False)
+        ys = [ring_fourier_pairs(w.real) for w in W]
+        S2 = [cov.s2(w, op.quadrature[str(j)]) for w, j in zip(W, c.scales)]
+        mlm = op.backend.analysis_real_scales([jnp.abs(w) for w in W], bandlimits)
+    return dict(zip(c.scales, ys)), S2, dict(zip(c.scales, mlm))
+
+
 def _single(op: Scattering, flm, norm):
     c = op.config
     first_input, full = _as_input(op, flm)
     mean, var = cov.mean_variance(full)
-    W = _first_layer(op, first_input)
-    mlm = op.backend.analysis_real_scales([jnp.abs(W[j]) for j in c.scales],
-                                          [c.modulus_bandlimit(j) for j in c.scales])
-    moduli = dict(zip(c.scales, mlm))  # (2N-1, B, B) each
+    ys, S2, moduli = _layer_one(op, first_input)
     S1 = [cov.s1(moduli[j]) for j in c.scales]
-    S2 = [cov.s2(W[j], op.quadrature[str(j)]) for j in c.scales]
     pairs = [(j1, c.partners(j1)) for j1 in c.scales if c.partners(j1)]
     stacks = [jnp.stack([moduli[j2][..., :c.bandlimit(j1), :c.bandlimit(j1)] for j2 in partners])
               for j1, partners in pairs]  # (A, 2N-1, Lj1, Lj1) each
@@ -270,9 +276,8 @@ def _single(op: Scattering, flm, norm):
                                           c.N, real=True, fourier=True)
     S3, S4 = [], []
     for (j1, partners), second in zip(pairs, seconds):
-        q = op.quadrature[str(j1)]
         rows = cov.as_rows(second)
-        S3.append(cov.s3(rows, W[j1], q, len(partners)))
+        S3.append(cov.s3(rows, ys[j1], len(partners)))
         S4.append(cov.s4(rows, len(partners)))
     if norm is not None:
         S1, S2, S3, S4 = cov.normalise(S1, S2, S3, S4, norm)
@@ -303,8 +308,13 @@ def _scatter(op: Scattering, flm, norm):
 def _norm_single(op: Scattering, flm):
     c = op.config
     first_input, _ = _as_input(op, flm)
-    W = _first_layer(op, first_input)
-    return jnp.stack([cov.s2(W[j], op.quadrature[str(j)]) for j in c.scales])
+    hs = [op.weights[str(j)] for j in c.scales]
+    if c.reality:
+        ys = directional.analysis_scales(op.backend, [first_input] * len(hs), hs, c.N, real=True,
+                                         fourier=True)
+        return jnp.stack([cov.s2_fourier(jnp.stack(y)) for y in ys])
+    W = directional.analysis_scales(op.backend, [first_input] * len(hs), hs, c.N, real=False)
+    return jnp.stack([cov.s2(w, op.quadrature[str(j)]) for w, j in zip(W, c.scales)])
 
 
 @jax.jit

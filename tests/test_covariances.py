@@ -9,7 +9,7 @@ from jax.test_util import check_grads
 
 from s2scat_core import covariances as cov
 from s2scat_core import transforms
-from s2scat_core.transforms.base import gl_weights
+from s2scat_core.transforms.base import gl_weights, ring_fourier_pairs, ring_weights
 from conftest import random_half, rel_err
 
 
@@ -29,10 +29,17 @@ def test_ring_weights_turn_the_sphere_integral_into_a_dot_product():
     u, v = real_maps(L, 2)
     q = jnp.asarray(gl_weights(L))
     pixels = np.sum(np.asarray(q)[:, None] * u * v)
-    w = cov.ring_weights(q) ** 2
+    w = ring_weights(q) ** 2
     assert rel_err(jnp.sum(ring_pairs(u) * w * ring_pairs(v)), pixels) < 1e-13
-    assert float(cov.ring_weights(q)[0, 0, 1]) == 0.0  # Im F[t, 0] carries nothing
-    assert np.allclose(cov.ring_weights(np.asarray(q)), cov.ring_weights(q), rtol=1e-15)  # NumPy path
+    assert float(ring_weights(q)[0, 0, 1]) == 0.0  # Im F[t, 0] carries nothing
+    assert np.allclose(ring_weights(np.asarray(q)), ring_weights(q), rtol=1e-15)  # NumPy path
+
+
+def test_s2_from_ring_pairs_equals_the_pixel_sum():
+    L = 11
+    q = jnp.asarray(gl_weights(L))
+    w = jnp.asarray(real_maps(L, 3, seed=5))
+    assert rel_err(cov.s2_fourier(ring_fourier_pairs(w)), cov.s2(w, q)) < 1e-13
 
 
 @pytest.mark.parametrize("stacked", [False, True])
@@ -49,11 +56,13 @@ def test_s3_s4_from_ring_coefficients_equal_pixel_sums(stack_below):
     q = jnp.asarray(gl_weights(L))
     maps = real_maps(L, A * K * K, seed=3).reshape(A, K, K, L, 2 * L - 1)  # N[a, k2, k1]
     w = real_maps(L, K, seed=40)  # W[k1]
-    second = jnp.moveaxis(ring_pairs(maps), 2, 0) * cov.ring_weights(q)  # (K1, A, K2, L, L, 2)
+    second = jnp.moveaxis(ring_pairs(maps), 2, 0) * ring_weights(q)  # (K1, A, K2, L, L, 2)
+    y = ring_fourier_pairs(jnp.asarray(w))
+    assert rel_err(y, ring_pairs(w) * ring_weights(q)) < 1e-14
     rows = cov.as_rows(tuple(second), stack_below)
     assert isinstance(rows, list) == (stack_below == 0)
     qn = np.asarray(q)[:, None]
     s3 = np.einsum("akctp,ctp->akc", maps * qn, w)
     s4 = np.einsum("akctp,bjctp->abkjc", maps * qn, maps)
-    assert rel_err(cov.s3(rows, jnp.asarray(w), q, A), s3) < 1e-13
+    assert rel_err(cov.s3(rows, y, A), s3) < 1e-13
     assert rel_err(cov.s4(rows, A), s4) < 1e-13

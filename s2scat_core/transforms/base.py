@@ -55,6 +55,16 @@ def ring_weights(q):
     return xp.sqrt(q[:, None, None] * (2 * T - 1) * xp.asarray(c, q.dtype)[None])
 
 
+def ring_fourier_pairs(w):
+    """Real maps ``w (..., T, 2T-1)`` on the GL grid -> their ring Fourier coefficients
+    ``F[t, m] = sum_p w_tp e^{-i m phi_p} / (2T-1)``, ``m < T``, as weighted ``(Re, Im)`` pairs
+    ``(..., T, T, 2)`` (:func:`ring_weights`): the sphere integral of a product of two maps is the
+    dot product of their pairs."""
+    T = w.shape[-2]
+    F = jnp.fft.rfft(w, axis=-1) / (2 * T - 1)
+    return jnp.stack([F.real, F.imag], axis=-1) * ring_weights(jnp.asarray(gl_weights(T), w.dtype))
+
+
 class SphericalTransforms(abc.ABC):
     """Spin-weighted SHTs on the GL grid for a fixed set of band-limits and spins.
 
@@ -138,6 +148,21 @@ class SphericalTransforms(abc.ABC):
         ``bandlimits[i]`` -> a tuple of halves ``(..., Bi, Bi)``. The default calls
         :meth:`analysis_real` for each; a backend may do them together."""
         return tuple(self.analysis_real(f, f.shape[-2], B) for f, B in zip(maps, bandlimits))
+
+    def modulus_layer(self, halves, hs, N: int, bandlimits):
+        """The first layer of a real field and the analysis of its moduli, at several scales.
+
+        ``halves[i] (..., Li, Li)``, ``hs[i] (Li, N)``, ``bandlimits[i] = Bi`` -> ``(ys, moduli)``:
+        ``ys[i] (..., 2N-1, Li, Li, 2)`` the maps ``W_k`` of :meth:`wavelets_real` as weighted
+        ring Fourier coefficients (as :meth:`wavelets_real_fourier`, direction axis before the
+        grid), which is all S2 and S3 need of them; ``moduli[i] (..., 2N-1, Bi, Bi)`` the
+        analysis of ``|W_k|`` to ``Bi``. The default composes :meth:`wavelets_real_scales`, an
+        FFT (:func:`ring_fourier_pairs`) and :meth:`analysis_real_scales`; a backend may keep
+        the maps to itself.
+        """
+        W = self.wavelets_real_scales(halves, hs, N)
+        ys = tuple(ring_fourier_pairs(w) for w in W)
+        return ys, self.analysis_real_scales([jnp.abs(w) for w in W], bandlimits)
 
     # -- pytree plumbing: tables are leaves, everything else is static -----------------------
     def tree_flatten(self):

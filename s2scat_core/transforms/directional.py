@@ -80,6 +80,13 @@ def analysis_scales(backend, alms, hs, N: int, real: bool, fourier: bool = False
     return backend.wavelets_real_scales(halves, tuple(hs), N, fourier=fourier)
 
 
+def modulus_layer(backend, alm, hs, N: int, bandlimits):
+    """First layer and moduli of a real field at several scales (the backend's
+    ``modulus_layer``): ``alm (..., La, La)`` half, ``hs[i] (Li, N)`` -> ``(ys, moduli)``."""
+    halves = tuple(real_half(alm[..., :h.shape[0], :h.shape[0]]) for h in hs)
+    return backend.modulus_layer(halves, tuple(hs), N, tuple(bandlimits))
+
+
 def real_half(half):
     """The ``m >= 0`` half of a real field: ``f_l0`` is real, so its imaginary part is dropped."""
     return jnp.concatenate([half[..., :1].real.astype(half.dtype), half[..., 1:]], axis=-1)

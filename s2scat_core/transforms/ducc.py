@@ -53,6 +53,7 @@ concurrently on top. (A pool running one map per thread measured no faster on 2 
 from __future__ import annotations
 
 import functools
+import inspect
 
 import ducc0
 import jax
@@ -85,14 +86,30 @@ def _threads(L):
 
 
 def _run(calls):
-    """Run ducc0 calls (callables taking ``nthreads``, from :func:`_alm2leg` or :func:`_leg2alm`):
-    one call alone with ducc0's own threads, several on the host pool's one-thread workers
-    (:mod:`._host_threads`)."""
+    """Run ducc0 calls (``functools.partial`` of ``alm2leg``/``leg2alm`` taking ``nthreads``):
+    one call alone with ducc0's own threads; several on the host pool's one-thread workers
+    (:mod:`._host_threads`), shared out in one batch a worker, of about equal work (the work
+    of a call: rings times the ``(l, m)`` it covers), as a task costs about 0.1 ms to hand over."""
     if len(calls) == 1:
-        call = calls[0]
-        calls[0](nthreads=_threads(len(call.keywords["theta"])))
-    else:
-        _host_threads.run([functools.partial(call, nthreads=1) for call in calls])
+        calls[0](nthreads=_threads(len(calls[0].keywords["theta"])))
+        return
+    loads = [0.0] * _NTHREADS
+    batches = [[] for _ in range(_NTHREADS)]
+    for call in sorted(calls, key=_work, reverse=True):
+        i = loads.index(min(loads))
+        loads[i] += _work(call)
+        batches[i].append(call)
+    _host_threads.run([functools.partial(_in_turn, batch) for batch in batches if batch])
+
+
+def _work(call):
+    kw = call.keywords
+    return len(kw["theta"]) * float(np.sum(kw["lmax"] + 1 - kw["mval"]))
+
+
+def _in_turn(calls):
+    for call in calls:
+        call(nthreads=1)
 
 
 #: From this many rings on, each map's transform is split into ``m`` blocks of equal work, one
@@ -385,20 +402,39 @@ def _analysis_real_ct_start(c, L, cdtype, bandlimit, calls):
 
 
 def _now(start, *args, **kwargs):
-    """Run a ``*_start`` kernel at once: queue its calls, run them, finish."""
-    calls = []
-    finish = start(*args, **kwargs, calls=calls)
-    _run(calls)
-    return finish()
+    """Run one kernel (see :func:`_together`) at once."""
+    return _together([functools.partial(start, *args, **kwargs)])[0]
 
 
-def _together(starts):
-    """Run several ``*_start`` kernels (zero-argument callables taking ``calls``) with all their
-    ducc0 calls on the pool at once; their results in order."""
+def _together(kernels):
+    """Run kernels side by side, all their ducc0 calls on the pool at once; their results in
+    order. A kernel is a callable of ``calls`` that queues ducc0 calls on it and returns either
+    ``finish()`` (one round of calls) or a generator that yields after each round it queues
+    and returns its result (several rounds: transforms that feed transforms)."""
     calls = []
-    finishes = [start(calls=calls) for start in starts]
-    _run(calls)
-    return tuple(finish() for finish in finishes)
+    rounds = [_rounds(kernel, calls) for kernel in kernels]
+    results = [None] * len(rounds)
+    pending = list(range(len(rounds)))
+    while pending:
+        still = []
+        for i in pending:
+            try:
+                next(rounds[i])
+                still.append(i)
+            except StopIteration as stop:
+                results[i] = stop.value
+        _run(calls)
+        calls.clear()
+        pending = still
+    return tuple(results)
+
+
+def _rounds(kernel, calls):
+    out = kernel(calls=calls)
+    if inspect.isgenerator(out):
+        return (yield from out)
+    yield
+    return out()
 
 
 # ------------------------------------------------------------------ fused real-field wavelets
@@ -424,11 +460,9 @@ def _spin_parts(hn):
 
 
 def _weights(h, L, N):
-    """The scale's ``h (L, N)`` from a callback operand (a ``vmap`` may add unit axes)."""
-    h = np.asarray(h)
-    if int(np.prod(h.shape[:-2])) != 1:
-        raise ValueError("ducc: the wavelet weights cannot carry a batch axis")
-    return h.reshape(L, N)
+    """The scale's ``h (L, N)`` from a callback operand (a ``vmap`` adds unit axes, or copies of
+    the same weights with ``broadcast_all``)."""
+    return np.asarray(h).reshape(-1, L, N)[0]
 
 
 def _mix(coefficients, x):
@@ -466,10 +500,10 @@ def _components(N, L):
 
 def _wavelets_real(f, h, N, cdtype, fourier=False):
     """Real-field wavelet maps at one scale (:func:`_wavelets_real_start`, run at once)."""
-    return _now(_wavelets_real_start, f, h, N, cdtype, fourier)
+    return _now(_wavelets_real_start, f, h, N, cdtype, "fourier" if fourier else "maps")
 
 
-def _wavelets_real_start(f, h, N, cdtype, fourier, calls):
+def _wavelets_real_start(f, h, N, cdtype, output, calls):
     """Real-field wavelet maps at one scale: ``(..., L, L)`` half, ``h`` -> ``(..., 2N-1, L, 2L-1)``.
 
     ``leg_k = leg_0 + sum_{n > 0} (2 cos(n gamma_k) legQ_n + 2 sin(n gamma_k) legU_n)``, where
@@ -478,8 +512,9 @@ def _wavelets_real_start(f, h, N, cdtype, fourier, calls):
     writes each component straight into one component-first buffer, and :func:`_mix` turns it
     into directions with one matrix product.
 
-    With ``fourier`` the ``leg_k`` themselves are returned, weighted by
-    :func:`.base.ring_weights`: a tuple of ``2N-1`` arrays ``(..., L, L, 2)`` real pairs.
+    ``output``: ``"maps"``; ``"fourier"``, the ``leg_k`` themselves weighted by
+    :func:`.base.ring_weights`, a tuple of ``2N-1`` arrays ``(..., L, L, 2)`` real pairs; or
+    ``"legs"``, the ``leg_k`` as they are, ``(2N-1, n, L, L)`` complex (batch flattened).
     ducc0's calls are queued on ``calls``; the result is ``finish()`` once they have run.
     """
     f = np.array(f, cdtype)
@@ -504,7 +539,9 @@ def _wavelets_real_start(f, h, N, cdtype, fourier, calls):
         for fix in after:
             fix()
         legs = _mix(mixing, parts)  # (2N-1, n, L, L)
-        if fourier:
+        if output == "legs":
+            return legs
+        if output == "fourier":
             legs[..., 0].imag = 0.0  # F[t, 0] of a real map is real
             legs *= _ring_factors(L)
             real = np.finfo(cdtype).dtype
@@ -645,6 +682,114 @@ def _spin_legs_ct(ct, hn, n, calls):
     return lambda: -se * hn.imag[:, None] * np.conj(u[:, 0])
 
 
+# ------------------------------------------------------------------ first layer and moduli
+def _modulus_kernel(f, h, N, cdtype, bandlimit, signs, calls):
+    """First layer of a real field at one scale and the analysis of its moduli (two rounds).
+
+    ``f (..., L, L)`` half -> ``y (..., 2N-1, L, L, 2)``, the weighted ring Fourier coefficients
+    of the maps ``W_k`` (as ``"fourier"`` in :func:`_wavelets_real_start`), ``M (..., 2N-1, B, B)``
+    the analysis of ``|W_k|`` to ``B = bandlimit``, and, with ``signs``, ``sign(W_k)``
+    ``(..., 2N-1, L, 2L-1)`` int8 (for the VJP). The maps stay on the host.
+    """
+    L = f.shape[-1]
+    lead = f.shape[:-2]
+    real = np.finfo(cdtype).dtype
+    finish = _wavelets_real_start(f, h, N, cdtype, "legs", calls)
+    yield
+    legs = finish()  # (K, n, L, L)
+    K = legs.shape[0]
+    maps = np.empty((legs.shape[1], K, L, 2 * L - 1), real)
+    _leg2map(legs, out=maps.swapaxes(0, 1))
+    legs[..., 0].imag = 0.0
+    legs *= _ring_factors(L)
+    y = np.ascontiguousarray(legs.swapaxes(0, 1)).view(real).reshape(lead + (K, L, L, 2))
+    sign = np.sign(maps).astype(np.int8).reshape(lead + (K, L, 2 * L - 1)) if signs else None
+    np.abs(maps, out=maps)
+    moduli = _analysis_real_start(maps, L, cdtype, bandlimit, calls)
+    yield
+    return y, moduli().reshape(lead + (K, bandlimit, bandlimit)), sign
+
+
+def _modulus_ct_kernel(h, sign, ct_y, ct_m, N, cdtype, bandlimit, calls):
+    """VJP of :func:`_modulus_kernel`: cotangents of ``y`` and ``M`` -> that of ``f (..., L, L)``
+    (two rounds). ``|W|`` passes ``ct`` on as ``sign(W) ct``; the maps' cotangent enters through
+    its FFT with ``m > 0`` doubled (as :func:`_wavelets_real_ct_start`), ``y``'s as in
+    :func:`_wavelets_real_fourier_ct_start`, and both go through one adjoint transform."""
+    h = _weights(h, h.shape[-2], N)
+    L = h.shape[0]
+    K = 2 * N - 1
+    real = np.finfo(cdtype).dtype
+    lead = ct_y.shape[:-4]
+    finish = _analysis_real_ct_start(ct_m, L, cdtype, bandlimit, calls)
+    yield
+    g = finish().reshape(-1, K, L, 2 * L - 1)  # cotangent of |W|
+    g *= np.asarray(sign).reshape(g.shape)
+    legs = np.empty((K, g.shape[0], L, L), cdtype)
+    _map2leg(g, out=legs.swapaxes(0, 1))
+    legs *= _m_weights(L, 1.0, 2.0)
+    fy = np.asarray(ct_y, real).reshape(-1, K, L, L, 2).view(cdtype)[..., 0]
+    legs += fy.swapaxes(0, 1) * _ring_factors(L)
+    gather = _legs_ct_start(legs, h, N, cdtype, calls)
+    yield
+    out = gather()
+    out[..., 0] = out[..., 0].real
+    return out.reshape(lead + (L, L))
+
+
+@functools.lru_cache(maxsize=None)
+def _modulus_op(N, real, bandlimits):
+    """:func:`_modulus_kernel` at several scales (``halves[i] (..., Li, Li)``, ``hs[i]``, to
+    ``bandlimits[i]``) in one host callback, as a JAX function returning ``(ys, moduli)``;
+    the VJP is one callback too, with the signs of the maps as residuals (int8)."""
+    real = np.dtype(real)
+    cdtype = np.result_type(real, np.complex64)
+    K = 2 * N - 1
+
+    def shapes(halves, signs):
+        out = []
+        for x, B in zip(halves, bandlimits):
+            batch, L = x.shape[:-2], x.shape[-1]
+            out.append((jax.ShapeDtypeStruct(batch + (K, L, L, 2), real),
+                        jax.ShapeDtypeStruct(batch + (K, B, B), cdtype),
+                        jax.ShapeDtypeStruct(batch + (K, L, 2 * L - 1), np.int8) if signs else None))
+        return tuple(out)
+
+    def forward(halves, hs, signs):
+        return _together([functools.partial(_modulus_kernel, x, h, N, cdtype, B, signs)
+                          for x, h, B in zip(halves, hs, bandlimits)])
+
+    def backward(hs, signs, ct_ys, ct_ms):
+        return _together([functools.partial(_modulus_ct_kernel, h, s, cy, cm, N, cdtype, B)
+                          for h, s, cy, cm, B in zip(hs, signs, ct_ys, ct_ms, bandlimits)])
+
+    def call(halves, hs, signs):
+        return jax.pure_callback(functools.partial(forward, signs=signs), shapes(halves, signs),
+                                 halves, hs, vmap_method="expand_dims")
+
+    @jax.custom_vjp
+    def f(halves, hs):
+        out = call(halves, hs, False)
+        return tuple(o[0] for o in out), tuple(o[1] for o in out)
+
+    def f_fwd(halves, hs):
+        out = call(halves, hs, True)
+        return (tuple(o[0] for o in out), tuple(o[1] for o in out)), (hs, tuple(o[2] for o in out))
+
+    def f_bwd(res, cts):
+        hs, signs = res
+        ct_ys = tuple(c.astype(real) for c in cts[0])
+        ct_ms = tuple(c.astype(cdtype) for c in cts[1])
+        shapes_ = tuple(jax.ShapeDtypeStruct(c.shape[:-4] + (h.shape[0],) * 2, cdtype)
+                        for h, c in zip(hs, ct_ys))
+        grads = jax.pure_callback(backward, shapes_, hs, signs, ct_ys, ct_ms,
+                                  vmap_method="broadcast_all")
+        return grads, tuple(jnp.zeros_like(h) for h in hs)
+
+    f.defvjp(f_fwd, f_bwd)
+    return lambda halves, hs: f(tuple(jnp.asarray(x).astype(cdtype) for x in halves),
+                                tuple(jnp.asarray(h).astype(cdtype) for h in hs))
+
+
 # ------------------------------------------------------------------ JAX wrappers
 def _callback(fn, x, shape, dtype):
     """``fn(x)`` on the host, leading axes of ``x`` kept (a vmap axis arrives as one more)."""
@@ -707,7 +852,8 @@ def _wavelets_op(N, real, fourier):
         return jax.ShapeDtypeStruct(batch + (K, L, 2 * L - 1), real)
 
     def forward(halves, hs):
-        return _together([functools.partial(_wavelets_real_start, x, h, N, cdtype, fourier)
+        output = "fourier" if fourier else "maps"
+        return _together([functools.partial(_wavelets_real_start, x, h, N, cdtype, output)
                           for x, h in zip(halves, hs)])
 
     def backward(hs, cts):
@@ -799,3 +945,7 @@ class DuccTransforms(SphericalTransforms):
 
     def wavelets_real_scales(self, halves, hs, N, fourier=False):
         return _wavelets_op(int(N), self.dtype.str, bool(fourier))(tuple(halves), tuple(hs))
+
+    def modulus_layer(self, halves, hs, N, bandlimits):
+        op = _modulus_op(int(N), self.dtype.str, tuple(int(B) for B in bandlimits))
+        return op(tuple(halves), tuple(hs))
