@@ -85,3 +85,19 @@ def matmul_columns(a, b, out):
 
     run([functools.partial(product, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])])
     return out
+
+
+#: Elementwise passes over arrays of at least this many bytes are split across the workers.
+SPLIT_BYTES = 1 << 22
+
+
+def by_rows(fn, out, *ins):
+    """``fn(out[a:b], *(x[a:b] for x in ins))`` over slices of the leading axis, side by side
+    on the workers when ``out`` is large (NumPy's ufuncs release the GIL); ``ins`` must have
+    ``out``'s leading axis. Returns ``out``."""
+    n = out.shape[0]
+    parts = min(THREADS, n) if out.nbytes >= SPLIT_BYTES else 1
+    cuts = [n * i // parts for i in range(parts + 1)]
+    run([functools.partial(fn, out[a:b], *(x[a:b] for x in ins))
+         for a, b in zip(cuts[:-1], cuts[1:])])
+    return out

@@ -543,7 +543,7 @@ def _wavelets_real_start(f, h, N, cdtype, output, calls):
             return legs
         if output == "fourier":
             legs[..., 0].imag = 0.0  # F[t, 0] of a real map is real
-            legs *= _ring_factors(L)
+            _weigh(legs, L)
             real = np.finfo(cdtype).dtype
             return tuple(x.view(real).reshape(lead + (L, L, 2)) for x in legs)
         maps = np.empty((f.shape[0], 2 * N - 1, L, 2 * L - 1), np.finfo(cdtype).dtype)
@@ -551,6 +551,12 @@ def _wavelets_real_start(f, h, N, cdtype, output, calls):
         return maps.reshape(lead + (2 * N - 1, L, 2 * L - 1))
 
     return finish
+
+
+def _weigh(legs, L):
+    """``legs (..., L, L) *= _ring_factors(L)`` in place, split across the host workers."""
+    factors = _ring_factors(L)
+    return _host_threads.by_rows(lambda out: np.multiply(out, factors, out=out), legs)
 
 
 @functools.lru_cache(maxsize=None)
@@ -627,7 +633,7 @@ def _wavelets_real_fourier_ct_start(h, ct, N, cdtype, calls):
     lead = ct[0].shape[:-3]
     legs = np.stack(ct, out=np.empty((2 * N - 1,) + lead + (L, L, 2), real))
     legs = legs.view(cdtype)[..., 0].reshape(2 * N - 1, -1, L, L)
-    legs *= _ring_factors(L)
+    _weigh(legs, L)
     gather = _legs_ct_start(legs, h, N, cdtype, calls)
 
     def finish():
@@ -701,10 +707,14 @@ def _modulus_kernel(f, h, N, cdtype, bandlimit, signs, calls):
     maps = np.empty((legs.shape[1], K, L, 2 * L - 1), real)
     _leg2map(legs, out=maps.swapaxes(0, 1))
     legs[..., 0].imag = 0.0
-    legs *= _ring_factors(L)
+    _weigh(legs, L)
     y = np.ascontiguousarray(legs.swapaxes(0, 1)).view(real).reshape(lead + (K, L, L, 2))
-    sign = np.sign(maps).astype(np.int8).reshape(lead + (K, L, 2 * L - 1)) if signs else None
-    np.abs(maps, out=maps)
+    sign = None
+    if signs:
+        sign = np.empty(maps.shape, np.int8)
+        _host_threads.by_rows(lambda out, x: np.sign(x, out=out, casting="unsafe"), sign, maps)
+        sign = sign.reshape(lead + (K, L, 2 * L - 1))
+    _host_threads.by_rows(lambda out: np.abs(out, out=out), maps)
     moduli = _analysis_real_start(maps, L, cdtype, bandlimit, calls)
     yield
     return y, moduli().reshape(lead + (K, bandlimit, bandlimit)), sign
