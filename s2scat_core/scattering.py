@@ -245,37 +245,43 @@ def _as_input(op: Scattering, flm):
     return flm, flm
 
 
-def _layer_one(op: Scattering, flm):
-    """First layer of one field: ``ys[j] (2N-1, Lj, Lj, 2)`` weighted ring Fourier pairs of the
-    (real parts of the) maps ``W_j``, ``S2[j] (2N-1,)`` and the moduli's coefficients
-    ``moduli[j] (2N-1, B, B)`` to :meth:`Config.modulus_bandlimit`."""
+def _layers(op: Scattering, flm):
+    """Both layers of one field: ``ys[j] (2N-1, Lj, Lj, 2)`` weighted ring Fourier pairs of the
+    (real parts of the) maps ``W_j``, ``S2[j] (2N-1,)``, the moduli's ``l = 0`` coefficients
+    ``means[j] (2N-1, 1, 1)``, and for each ``(j1, partners)`` of ``pairs`` the second layer
+    (``SphericalTransforms.two_layers``)."""
     c = op.config
     hs = [op.weights[str(j)] for j in c.scales]
     bandlimits = [c.modulus_bandlimit(j) for j in c.scales]
+    pairs = [(j1, c.partners(j1)) for j1 in c.scales if c.partners(j1)]
     if c.reality:
-        ys, mlm = directional.modulus_layer(op.backend, flm, hs, c.N, bandlimits)
+        index = {j: i for i, j in enumerate(c.scales)}
+        ys, means, seconds = directional.two_layers(
+            op.backend, flm, hs, c.N, bandlimits,
+            [(index[j1], [index[j2] for j2 in partners]) for j1, partners in pairs])
         S2 = [cov.s2_fourier(y) for y in ys]
     else:
         W = directional.analysis_scales(op.backend, [flm] * len(hs), hs, c.N, real=False)
         ys = [ring_fourier_pairs(w.real) for w in W]
         S2 = [cov.s2(w, op.quadrature[str(j)]) for w, j in zip(W, c.scales)]
-        mlm = op.backend.analysis_real_scales([jnp.abs(w) for w in W], bandlimits)
-    return dict(zip(c.scales, ys)), S2, dict(zip(c.scales, mlm))
+        moduli = dict(zip(c.scales, op.backend.analysis_real_scales([jnp.abs(w) for w in W],
+                                                                    bandlimits)))
+        means = [moduli[j][..., :1, :1] for j in c.scales]
+        stacks = [jnp.stack([moduli[j2][..., :c.bandlimit(j1), :c.bandlimit(j1)] for j2 in partners])
+                  for j1, partners in pairs]  # (A, 2N-1, Lj1, Lj1) each
+        seconds = directional.analysis_scales(op.backend, stacks, [op.weights[str(j1)] for j1, _ in pairs],
+                                              c.N, real=True, fourier=True)
+    return dict(zip(c.scales, ys)), S2, means, list(zip(pairs, seconds))
 
 
 def _single(op: Scattering, flm, norm):
     c = op.config
     first_input, full = _as_input(op, flm)
     mean, var = cov.mean_variance(full)
-    ys, S2, moduli = _layer_one(op, first_input)
-    S1 = [cov.s1(moduli[j]) for j in c.scales]
-    pairs = [(j1, c.partners(j1)) for j1 in c.scales if c.partners(j1)]
-    stacks = [jnp.stack([moduli[j2][..., :c.bandlimit(j1), :c.bandlimit(j1)] for j2 in partners])
-              for j1, partners in pairs]  # (A, 2N-1, Lj1, Lj1) each
-    seconds = directional.analysis_scales(op.backend, stacks, [op.weights[str(j1)] for j1, _ in pairs],
-                                          c.N, real=True, fourier=True)
+    ys, S2, means, seconds = _layers(op, first_input)
+    S1 = [cov.s1(m) for m in means]
     S3, S4 = [], []
-    for (j1, partners), second in zip(pairs, seconds):
+    for (j1, partners), second in seconds:
         rows = cov.as_rows(second)
         S3.append(cov.s3(rows, ys[j1], len(partners)))
         S4.append(cov.s4(rows, len(partners)))

@@ -149,20 +149,35 @@ class SphericalTransforms(abc.ABC):
         :meth:`analysis_real` for each; a backend may do them together."""
         return tuple(self.analysis_real(f, f.shape[-2], B) for f, B in zip(maps, bandlimits))
 
-    def modulus_layer(self, halves, hs, N: int, bandlimits):
-        """The first layer of a real field and the analysis of its moduli, at several scales.
+    def two_layers(self, halves, hs, N: int, bandlimits, pairs):
+        """Both wavelet layers of a real field, every scale at once: what the statistics need.
 
-        ``halves[i] (..., Li, Li)``, ``hs[i] (Li, N)``, ``bandlimits[i] = Bi`` -> ``(ys, moduli)``:
-        ``ys[i] (..., 2N-1, Li, Li, 2)`` the maps ``W_k`` of :meth:`wavelets_real` as weighted
-        ring Fourier coefficients (as :meth:`wavelets_real_fourier`, direction axis before the
-        grid), which is all S2 and S3 need of them; ``moduli[i] (..., 2N-1, Bi, Bi)`` the
-        analysis of ``|W_k|`` to ``Bi``. The default composes :meth:`wavelets_real_scales`, an
-        FFT (:func:`ring_fourier_pairs`) and :meth:`analysis_real_scales`; a backend may keep
-        the maps to itself.
+        Args:
+            halves: ``halves[i] (..., Li, Li)``, the field's half read to scale ``i``'s band-limit.
+            hs: ``hs[i] (Li, N)``, the scales' harmonic weights.
+            N: directions parameter (``K = 2N-1`` directions).
+            bandlimits: ``bandlimits[i] = Bi``, the band-limit to which ``|W_i|`` is analysed.
+            pairs: ``((i1, (i2, ...)), ...)``, each second-layer scale with the moduli it reads.
+
+        Returns:
+            ``(ys, means, seconds)``: ``ys[i] (..., K, Li, Li, 2)`` the maps ``W_i`` as weighted
+            ring Fourier pairs (:func:`ring_fourier_pairs`), all S2 and S3 need of them;
+            ``means[i] (..., K, 1, 1)`` the ``l = 0`` coefficients of ``|W_i|`` (S1);
+            ``seconds[p]``, for ``pairs[p] = (i1, (i2, ...))``, the second layer: the
+            :meth:`wavelets_real_fourier` at scale ``i1`` of the moduli ``|W_i2|`` read to
+            ``L_i1``, stacked, a tuple of ``K`` arrays ``(..., A, K, L_i1, L_i1, 2)``.
+
+        The default composes :meth:`wavelets_real_scales`, an FFT, :meth:`analysis_real_scales`
+        and :meth:`wavelets_real_scales` again; a backend may keep everything in between
+        (maps, moduli) to itself.
         """
         W = self.wavelets_real_scales(halves, hs, N)
         ys = tuple(ring_fourier_pairs(w) for w in W)
-        return ys, self.analysis_real_scales([jnp.abs(w) for w in W], bandlimits)
+        moduli = self.analysis_real_scales([jnp.abs(w) for w in W], bandlimits)
+        stacks = [jnp.stack([moduli[i2][..., :hs[i1].shape[0], :hs[i1].shape[0]] for i2 in partners],
+                            axis=-4) for i1, partners in pairs]
+        seconds = self.wavelets_real_scales(stacks, [hs[i1] for i1, _ in pairs], N, fourier=True)
+        return ys, tuple(m[..., :1, :1] for m in moduli), seconds
 
     # -- pytree plumbing: tables are leaves, everything else is static -----------------------
     def tree_flatten(self):

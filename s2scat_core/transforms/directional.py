@@ -80,11 +80,12 @@ def analysis_scales(backend, alms, hs, N: int, real: bool, fourier: bool = False
     return backend.wavelets_real_scales(halves, tuple(hs), N, fourier=fourier)
 
 
-def modulus_layer(backend, alm, hs, N: int, bandlimits):
-    """First layer and moduli of a real field at several scales (the backend's
-    ``modulus_layer``): ``alm (..., La, La)`` half, ``hs[i] (Li, N)`` -> ``(ys, moduli)``."""
+def two_layers(backend, alm, hs, N: int, bandlimits, pairs):
+    """Both layers of a real field (the backend's ``two_layers``): ``alm (..., La, La)`` half,
+    ``hs[i] (Li, N)`` -> ``(ys, means, seconds)``."""
     halves = tuple(real_half(alm[..., :h.shape[0], :h.shape[0]]) for h in hs)
-    return backend.modulus_layer(halves, tuple(hs), N, tuple(bandlimits))
+    pairs = tuple((int(i1), tuple(int(i) for i in partners)) for i1, partners in pairs)
+    return backend.two_layers(halves, tuple(hs), N, tuple(bandlimits), pairs)
 
 
 def real_half(half):

@@ -412,21 +412,33 @@ def _together(kernels):
     ``finish()`` (one round of calls) or a generator that yields after each round it queues
     and returns its result (several rounds: transforms that feed transforms)."""
     calls = []
-    rounds = [_rounds(kernel, calls) for kernel in kernels]
-    results = [None] * len(rounds)
-    pending = list(range(len(rounds)))
+    rounds = _lockstep([_rounds(kernel, calls) for kernel in kernels])
+    while True:
+        try:
+            next(rounds)
+        except StopIteration as stop:
+            return tuple(stop.value)
+        _run(calls)
+        calls.clear()
+
+
+def _lockstep(generators):
+    """A generator that advances ``generators`` one round each, yields (their calls to run),
+    and so on; it returns the list of their results."""
+    results = [None] * len(generators)
+    pending = list(range(len(generators)))
     while pending:
         still = []
         for i in pending:
             try:
-                next(rounds[i])
+                next(generators[i])
                 still.append(i)
             except StopIteration as stop:
                 results[i] = stop.value
-        _run(calls)
-        calls.clear()
+        if still:
+            yield
         pending = still
-    return tuple(results)
+    return results
 
 
 def _rounds(kernel, calls):
@@ -746,31 +758,71 @@ def _modulus_ct_kernel(h, sign, ct_y, ct_m, N, cdtype, bandlimit, calls):
     return out.reshape(lead + (L, L))
 
 
+def _two_layers_kernel(halves, hs, bandlimits, pairs, N, cdtype, signs, calls):
+    """Both layers of a real field (``SphericalTransforms.two_layers``), three rounds: the
+    first layer of every scale, the analyses of the moduli, the second layer of every ``j1``.
+    Returns ``(ys, means, seconds, signs)``; the moduli are stacked for the second layer here."""
+    first = yield from _lockstep([_modulus_kernel(x, h, N, cdtype, B, signs, calls)
+                                  for x, h, B in zip(halves, hs, bandlimits)])
+    ys, moduli, sign = zip(*first)
+    finishes = []
+    for i1, partners in pairs:
+        L1 = hs[i1].shape[-2]
+        stack = np.stack([moduli[i2][..., :L1, :L1] for i2 in partners], axis=-4)
+        finishes.append(_wavelets_real_start(stack, hs[i1], N, cdtype, "fourier", calls))
+    yield
+    seconds = tuple(finish() for finish in finishes)
+    return ys, tuple(np.ascontiguousarray(m[..., :1, :1]) for m in moduli), seconds, sign
+
+
+def _two_layers_ct_kernel(hs, bandlimits, pairs, N, cdtype, signs, ct_ys, ct_means, ct_seconds,
+                          calls):
+    """VJP of :func:`_two_layers_kernel`, three rounds: the adjoint second layer (its
+    cotangents added into the moduli's), the adjoint analyses, the adjoint first layer."""
+    gathers = [_wavelets_real_fourier_ct_start(hs[i1], ct, N, cdtype, calls)
+               for ct, (i1, _) in zip(ct_seconds, pairs)]
+    yield
+    ct_moduli = []
+    for c, B in zip(ct_means, bandlimits):
+        full = np.zeros(c.shape[:-2] + (B, B), cdtype)
+        full[..., :1, :1] = c
+        ct_moduli.append(full)
+    for gather, (i1, partners) in zip(gathers, pairs):
+        ct = gather()  # (..., A, K, L1, L1)
+        L1 = ct.shape[-1]
+        for a, i2 in enumerate(partners):
+            ct_moduli[i2][..., :L1, :L1] += ct[..., a, :, :, :]
+    grads = yield from _lockstep([_modulus_ct_kernel(h, s, cy, cm, N, cdtype, B, calls)
+                                  for h, s, cy, cm, B in zip(hs, signs, ct_ys, ct_moduli, bandlimits)])
+    return tuple(grads)
+
+
 @functools.lru_cache(maxsize=None)
-def _modulus_op(N, real, bandlimits):
-    """:func:`_modulus_kernel` at several scales (``halves[i] (..., Li, Li)``, ``hs[i]``, to
-    ``bandlimits[i]``) in one host callback, as a JAX function returning ``(ys, moduli)``;
-    the VJP is one callback too, with the signs of the maps as residuals (int8)."""
+def _two_layers_op(N, real, bandlimits, pairs):
+    """:func:`_two_layers_kernel` as a JAX function of ``(halves, hs)`` returning
+    ``(ys, means, seconds)``: one host callback, its VJP one more, with the signs of the first
+    layer's maps as residuals (int8)."""
     real = np.dtype(real)
     cdtype = np.result_type(real, np.complex64)
     K = 2 * N - 1
 
     def shapes(halves, signs):
-        out = []
-        for x, B in zip(halves, bandlimits):
-            batch, L = x.shape[:-2], x.shape[-1]
-            out.append((jax.ShapeDtypeStruct(batch + (K, L, L, 2), real),
-                        jax.ShapeDtypeStruct(batch + (K, B, B), cdtype),
-                        jax.ShapeDtypeStruct(batch + (K, L, 2 * L - 1), np.int8) if signs else None))
-        return tuple(out)
+        batch = halves[0].shape[:-2]
+        ys = tuple(jax.ShapeDtypeStruct(batch + (K, x.shape[-1], x.shape[-1], 2), real) for x in halves)
+        means = (jax.ShapeDtypeStruct(batch + (K, 1, 1), cdtype),) * len(halves)
+        seconds = tuple((jax.ShapeDtypeStruct(batch + (len(partners), K) + (halves[i1].shape[-1],) * 2
+                                              + (2,), real),) * K for i1, partners in pairs)
+        sign = tuple(jax.ShapeDtypeStruct(batch + (K, x.shape[-1], 2 * x.shape[-1] - 1), np.int8)
+                     for x in halves) if signs else None
+        return ys, means, seconds, sign
 
     def forward(halves, hs, signs):
-        return _together([functools.partial(_modulus_kernel, x, h, N, cdtype, B, signs)
-                          for x, h, B in zip(halves, hs, bandlimits)])
+        return _together([functools.partial(_two_layers_kernel, halves, hs, bandlimits, pairs, N,
+                                            cdtype, signs)])[0]
 
-    def backward(hs, signs, ct_ys, ct_ms):
-        return _together([functools.partial(_modulus_ct_kernel, h, s, cy, cm, N, cdtype, B)
-                          for h, s, cy, cm, B in zip(hs, signs, ct_ys, ct_ms, bandlimits)])
+    def backward(hs, signs, cts):
+        return _together([functools.partial(_two_layers_ct_kernel, hs, bandlimits, pairs, N, cdtype,
+                                            signs, *cts)])[0]
 
     def call(halves, hs, signs):
         return jax.pure_callback(functools.partial(forward, signs=signs), shapes(halves, signs),
@@ -778,21 +830,20 @@ def _modulus_op(N, real, bandlimits):
 
     @jax.custom_vjp
     def f(halves, hs):
-        out = call(halves, hs, False)
-        return tuple(o[0] for o in out), tuple(o[1] for o in out)
+        return call(halves, hs, False)[:3]
 
     def f_fwd(halves, hs):
         out = call(halves, hs, True)
-        return (tuple(o[0] for o in out), tuple(o[1] for o in out)), (hs, tuple(o[2] for o in out))
+        return out[:3], (hs, out[3])
 
     def f_bwd(res, cts):
         hs, signs = res
-        ct_ys = tuple(c.astype(real) for c in cts[0])
-        ct_ms = tuple(c.astype(cdtype) for c in cts[1])
-        shapes_ = tuple(jax.ShapeDtypeStruct(c.shape[:-4] + (h.shape[0],) * 2, cdtype)
-                        for h, c in zip(hs, ct_ys))
-        grads = jax.pure_callback(backward, shapes_, hs, signs, ct_ys, ct_ms,
-                                  vmap_method="broadcast_all")
+        ct_ys, ct_means, ct_seconds = cts
+        cts = (tuple(c.astype(real) for c in ct_ys), tuple(c.astype(cdtype) for c in ct_means),
+               tuple(tuple(c.astype(real) for c in ct) for ct in ct_seconds))
+        out = tuple(jax.ShapeDtypeStruct(c.shape[:-4] + (h.shape[0],) * 2, cdtype)
+                    for h, c in zip(hs, cts[0]))
+        grads = jax.pure_callback(backward, out, hs, signs, cts, vmap_method="broadcast_all")
         return grads, tuple(jnp.zeros_like(h) for h in hs)
 
     f.defvjp(f_fwd, f_bwd)
@@ -956,6 +1007,6 @@ class DuccTransforms(SphericalTransforms):
     def wavelets_real_scales(self, halves, hs, N, fourier=False):
         return _wavelets_op(int(N), self.dtype.str, bool(fourier))(tuple(halves), tuple(hs))
 
-    def modulus_layer(self, halves, hs, N, bandlimits):
-        op = _modulus_op(int(N), self.dtype.str, tuple(int(B) for B in bandlimits))
+    def two_layers(self, halves, hs, N, bandlimits, pairs):
+        op = _two_layers_op(int(N), self.dtype.str, tuple(int(B) for B in bandlimits), tuple(pairs))
         return op(tuple(halves), tuple(hs))
