@@ -157,6 +157,45 @@ def test_legendre_tables_equal_ducc_calls(spin, grad_only, monkeypatch):
         assert rel_err(tabulated, called) < 1e-13
 
 
+@pytest.mark.parametrize("spin, grad_only", [(0, False), (2, True)])
+def test_m_blocks_on_the_pool_equal_one_ducc_call(spin, grad_only, monkeypatch):
+    """From ``SPLIT_FROM`` rings each map's transform is cut into ``m`` blocks run on the host
+    workers; forward and adjoint equal one whole-range ducc0 call per map."""
+    from s2scat_core.transforms import ducc
+
+    L, rng = 40, np.random.default_rng(7)
+    n_in, n_out = (1 if spin == 0 or grad_only else 2), (2 if spin else 1)
+    alm = np.tril(rng.standard_normal((3, n_in, L, L))) * (1 + 1j)
+    leg = rng.standard_normal((3, n_out, L, L)) + 1j * rng.standard_normal((3, n_out, L, L))
+    out = {}
+    for split_from in (L, 10**6):
+        monkeypatch.setattr(ducc, "SPLIT_FROM", split_from)
+        ducc._blocks.cache_clear()
+        blocks = ducc._blocks(L, L)
+        assert len(blocks) == (min(ducc._NTHREADS, L) if split_from == L else 1)
+        covered = np.concatenate([np.arange(L)[m] for m, _ in blocks])
+        assert np.array_equal(covered, np.arange(L))
+        out[split_from] = (ducc._alm2leg(alm, spin, grad_only=grad_only),
+                           ducc._leg2alm(leg.copy(), spin, grad_only=grad_only))
+    ducc._blocks.cache_clear()
+    for split, whole in zip(out[L], out[10**6]):
+        assert rel_err(split, whole) < 1e-14
+
+
+def test_host_pool_products_and_passes_equal_numpy():
+    from s2scat_core.transforms import _host_threads
+
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((5, 4)), rng.standard_normal((4, 50_000))
+    out = np.empty((5, 50_000))
+    assert np.allclose(_host_threads.matmul_columns(a, b, out), a @ b, rtol=1e-13, atol=1e-12)
+    x = rng.standard_normal((6, 300, 400))
+    y = x.copy()
+    _host_threads.by_rows(lambda o: np.abs(o, out=o), y)
+    assert np.array_equal(y, np.abs(x))
+    assert _host_threads.run([lambda i=i: i * i for i in range(7)]) == [i * i for i in range(7)]
+
+
 def fused_cases():
     for N in (1, 2, 3, 4):
         for L in (8, 20):

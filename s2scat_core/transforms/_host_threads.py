@@ -56,8 +56,6 @@ def pool() -> concurrent.futures.ThreadPoolExecutor:
     global _POOL
     with _LOCK:
         if _POOL is None:
-            import numpy  # noqa: F401  (loads the BLAS whose thread count the workers set)
-
             _POOL = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="s2scat-host",
                                                           initializer=_one_blas_thread)
         return _POOL

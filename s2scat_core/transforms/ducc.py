@@ -1,21 +1,30 @@
 r"""Backend ``ducc``: ducc0's CPU SHTs behind ``jax.pure_callback``, differentiable by adjoints.
 
-Every method is a linear map computed in NumPy with ``ducc0`` on s2fft's ``"gl"`` grid (equal
-to ducc0's ``geometry="GL"``, ``ntheta = L``, ``nphi = 2L-1``), wrapped in ``jax.custom_vjp``
-whose backward pass is the adjoint map. One host callback per call: a batch (leading axes,
-or a ``vmap`` axis, which arrives as one more leading axis) is looped over in NumPy, or for
-``L <= TABLE_MAX`` transformed at once by ducc0's own Legendre functions tabulated per ``m``
-(read off ducc0; ``O(L^3)``, 0.5 MB a spin at ``L = 32``), where a call per map would cost
-more than its work. Memory ``O(L^2)`` a map above that.
+Every method is computed in NumPy with ``ducc0`` on s2fft's ``"gl"`` grid (equal to ducc0's
+``geometry="GL"``, ``ntheta = L``, ``nphi = 2L-1``), wrapped in ``jax.custom_vjp`` whose
+backward pass is the adjoint map. A batch (leading axes, or a ``vmap`` axis, which arrives as
+one more leading axis) is looped over in NumPy, or for ``L <= TABLE_MAX`` transformed at once
+by ducc0's own Legendre functions tabulated per ``m`` (read off ducc0; ``O(L^3)``, 0.5 MB a
+spin at ``L = 32``), where a call per map would cost more than its work. Memory ``O(L^2)`` a
+map above that.
 
-Real-field wavelets (``wavelets_real``, ``wavelets_real_fourier``) are one callback per scale:
-the pair of ``f h_n`` is ``G = se Re(h_n) f``, ``C = -se Im(h_n) f`` (``se = -(-1)^n``), so with
-real weights (odd ``N``) or imaginary ones (even ``N``) a single component is transformed
-(ducc0's ``GRAD_ONLY``), written by ducc0 straight into one component-first buffer; the
-directions are mixed as Legendre coefficients (one matrix product), and either one FFT per
-direction gives the maps or the coefficients themselves are returned, weighted, one array a
-direction (the second layer, whose statistics need no maps). Analyses of moduli stop at the
-band-limit asked for (``lmax`` below the grid's): their cost falls with its square.
+Real-field wavelets: the pair of ``f h_n`` is ``G = se Re(h_n) f``, ``C = -se Im(h_n) f``
+(``se = -(-1)^n``), so with real weights (odd ``N``) or imaginary ones (even ``N``) a single
+component is transformed (ducc0's ``GRAD_ONLY``), written by ducc0 straight into one
+component-first buffer; the directions are mixed as Legendre coefficients (one matrix
+product), and either one FFT per direction gives the maps or the coefficients themselves are
+returned, weighted, one array a direction (whose products are sphere integrals: no maps
+needed). Analyses of moduli stop at the band-limit asked for (``lmax`` below the grid's):
+their cost falls with its square.
+
+One host callback computes both layers of the statistics at every scale (``two_layers``, in
+three rounds: first layers, analyses of their moduli, second layers), and one more its VJP;
+the first layer's maps and moduli never leave the host (the signs of the maps, int8, are kept
+for the VJP). Each round's ducc0 calls, of every scale, are shared out over a pool of
+one-thread workers (:mod:`._host_threads`), and maps at ``L >= SPLIT_FROM`` are cut into ``m``
+blocks of equal work: on this 2-core machine that beats ducc0's own threads (two maps at a time
+take 0.52x the serial time at L = 512, ducc0's two threads 0.75x), and crossing into Python
+once per layer instead of once per scale saves the XLA round trips that dominated at L = 128.
 
 Synthesis is ``ducc0.sht.alm2leg`` (Legendre sums ``leg[t, m]`` on the GL colatitudes) then one
 real FFT of length ``2L-1`` over ``phi`` for the whole batch (``ducc0.fft.c2r``); analysis and
@@ -45,9 +54,8 @@ JAX pairs a cotangent ``c`` with a tangent ``t`` as ``Re sum c t`` (no conjugate
 * ``analysis_real``: ``ct_f = w_t * synthesis(conj(ct_a) with m > 0 halved)`` (ring weights
   ``w_t``); imaginary parts at ``m = 0`` are ignored by every real-field path.
 
-Threads: ducc0 runs with all cores this process may use for ``L >= 128`` and one thread
-below (where thread start-up costs more than it saves); XLA may run independent callbacks
-concurrently on top. (A pool running one map per thread measured no faster on 2 cores.)
+Threads: a call on its own (a lone map below ``SPLIT_FROM``, the FFTs) uses ducc0's threads,
+all cores for ``L >= 128`` and one below (where thread start-up costs more than it saves).
 """
 
 from __future__ import annotations
