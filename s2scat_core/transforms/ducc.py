@@ -376,13 +376,9 @@ def _synthesis_real_ct(g, L, cdtype):
     return alm.reshape(lead + (L, L))
 
 
-def _analysis_real(f, L, cdtype, bandlimit):
-    """Real spin-0 analysis: ``(..., L, 2L-1)`` real -> ``(..., B, B)`` half, ``l, m < B = bandlimit``."""
-    return _now(_analysis_real_start, f, L, cdtype, bandlimit)
-
-
 def _analysis_real_start(f, L, cdtype, bandlimit, calls):
-    """:func:`_analysis_real` with ducc0's calls queued on ``calls``; returns ``finish()``."""
+    """Real spin-0 analysis: ``(..., L, 2L-1)`` real -> ``(..., B, B)`` half, ``l, m < B =
+    bandlimit``, given by ``finish()`` once the ducc0 calls queued on ``calls`` have run."""
     maps, lead = _flat(np.asarray(f, np.finfo(cdtype).dtype))
     leg = _map2leg(maps)
     alm = _leg2alm(leg if L <= TABLE_MAX else leg[..., :bandlimit], 0, quadrature=True,
@@ -390,13 +386,9 @@ def _analysis_real_start(f, L, cdtype, bandlimit, calls):
     return lambda: alm.reshape(lead + (bandlimit, bandlimit))
 
 
-def _analysis_real_ct(c, L, cdtype, bandlimit):
-    """JAX cotangent of :func:`_analysis_real`: ``(..., B, B)`` -> ``(..., L, 2L-1)`` real."""
-    return _now(_analysis_real_ct_start, c, L, cdtype, bandlimit)
-
-
 def _analysis_real_ct_start(c, L, cdtype, bandlimit, calls):
-    """:func:`_analysis_real_ct` with ducc0's calls queued on ``calls``; returns ``finish()``."""
+    """JAX cotangent of :func:`_analysis_real_start`: ``(..., B, B)`` -> ``(..., L, 2L-1)`` real,
+    given by ``finish()`` once the ducc0 calls queued on ``calls`` have run."""
     B = bandlimit
     alm, lead = _flat(np.conj(np.asarray(c, cdtype)) * _m_weights(B, 1.0, 0.5).astype(cdtype))
     leg = np.zeros((alm.shape[0], 1, L, L), cdtype)
@@ -407,11 +399,6 @@ def _analysis_real_ct_start(c, L, cdtype, bandlimit, calls):
         return _leg2map(leg).reshape(lead + (L, 2 * L - 1))
 
     return finish
-
-
-def _now(start, *args, **kwargs):
-    """Run one kernel (see :func:`_together`) at once."""
-    return _together([functools.partial(start, *args, **kwargs)])[0]
 
 
 def _together(kernels):
@@ -518,11 +505,6 @@ def _components(N, L):
     return terms, np.stack(columns, axis=1)
 
 
-def _wavelets_real(f, h, N, cdtype, fourier=False):
-    """Real-field wavelet maps at one scale (:func:`_wavelets_real_start`, run at once)."""
-    return _now(_wavelets_real_start, f, h, N, cdtype, "fourier" if fourier else "maps")
-
-
 def _wavelets_real_start(f, h, N, cdtype, output, calls):
     """Real-field wavelet maps at one scale: ``(..., L, L)`` half, ``h`` -> ``(..., 2N-1, L, 2L-1)``.
 
@@ -605,13 +587,8 @@ def _spin_legs(f, hn, n, out, calls):
     return []
 
 
-def _wavelets_real_ct(ct, h, N, cdtype):
-    """JAX cotangent of :func:`_wavelets_real` (maps) (:func:`_wavelets_real_ct_start`, at once)."""
-    return _now(_wavelets_real_ct_start, ct, h, N, cdtype)
-
-
 def _wavelets_real_ct_start(ct, h, N, cdtype, calls):
-    """JAX cotangent of :func:`_wavelets_real` (maps): ``(..., 2N-1, L, 2L-1)`` real -> ``(..., L, L)``.
+    """JAX cotangent of :func:`_wavelets_real_start` (maps): ``(..., 2N-1, L, 2L-1)`` real -> ``(..., L, L)``.
 
     The cotangent of maps enters as its FFT ``sum_p ct_p e^{-i m phi_p}``, and the half's
     ``m > 0`` entries are doubled at the end (the maps count ``m`` and ``-m``). ducc0's calls
@@ -635,13 +612,8 @@ def _wavelets_real_ct_start(ct, h, N, cdtype, calls):
     return finish
 
 
-def _wavelets_real_fourier_ct(h, *ct, N, cdtype):
-    """JAX cotangent of :func:`_wavelets_real` with ``fourier`` (at once)."""
-    return _now(_wavelets_real_fourier_ct_start, h, ct, N, cdtype)
-
-
 def _wavelets_real_fourier_ct_start(h, ct, N, cdtype, calls):
-    """JAX cotangent of :func:`_wavelets_real` with ``fourier``: ``2N-1`` arrays ``ct``
+    """JAX cotangent of :func:`_wavelets_real_start` with ``fourier``: ``2N-1`` arrays ``ct``
     ``(*vmap, *batch, L, L, 2)`` -> ``(*vmap, *batch, L, L)``; ``finish()`` gives it.
 
     Each, read as ``ct_Re + i ct_Im``, is weighted as the output was; it is then the FFT of
@@ -666,7 +638,7 @@ def _wavelets_real_fourier_ct_start(h, ct, N, cdtype, calls):
 
 def _legs_ct_start(legs, h, N, cdtype, calls):
     """Cotangent on ``f`` from that of the direction Legendre sums ``legs (2N-1, n, L, L)``
-    (``leg_k`` of :func:`_wavelets_real`), before any ``m > 0`` doubling: ``(n, L, L)``, given
+    (``leg_k`` of :func:`_wavelets_real_start`), before any ``m > 0`` doubling: ``(n, L, L)``, given
     by the returned callable once the calls queued on ``calls`` have run."""
     L = h.shape[0]
     terms, mixing = _components(N, L)
@@ -906,7 +878,7 @@ def _linear(kind, L, spin, real):
 
 @functools.lru_cache(maxsize=None)
 def _wavelets_op(N, real, fourier):
-    """:func:`_wavelets_real` at several scales in one host callback, as a JAX function of
+    """:func:`_wavelets_real_start` at several scales in one host callback, as a JAX function of
     ``(halves, hs)`` (tuples, one entry a scale, ``halves[i] (..., Li, Li)``,
     ``hs[i] (Li, N)``), differentiable in ``halves``. All the scales' ducc0 calls share the
     pool (:func:`_together`); the VJP is one callback too."""
@@ -953,7 +925,7 @@ def _wavelets_op(N, real, fourier):
 
 @functools.lru_cache(maxsize=None)
 def _analysis_op(bandlimits, real):
-    """:func:`_analysis_real` of several maps (one entry a scale, ``maps[i] (..., Li, 2Li-1)``,
+    """:func:`_analysis_real_start` of several maps (one entry a scale, ``maps[i] (..., Li, 2Li-1)``,
     to ``bandlimits[i]``) in one host callback, as a JAX function; the VJP is one callback."""
     real = np.dtype(real)
     cdtype = np.result_type(real, np.complex64)
