@@ -190,8 +190,8 @@ def build(L: int, N: int, J_min: int = 0, *, reality: bool = True, mode: str = "
         mode: transform backend, one of ``s2scat_core.transforms.BACKENDS``
             (``"precompute"``: tabulated kernels, fastest, ``O(N L^3)`` memory;
             ``"recursive"``: on-the-fly recursion, ``O(N L^2)`` memory; ``"ducc"``: ducc0's CPU
-            transforms, ``O(N L^2)`` memory, on a par with precompute at L = 128 on a CPU and
-            the way beyond it, to L = 1024).
+            transforms, ``O(N L^2)`` memory, the fastest on a CPU from L = 128 (1.9x precompute
+            there) and the way beyond it, to L = 1024).
         isotropic: sum S3 and S4 over directions.
         delta_j: pair scales ``j1 < j2 <= j1 + delta_j`` only (``None``: all pairs), ``>= 1``.
         same_scale: also pair each scale with itself in S3 and S4 (``j2 = j1``,
@@ -267,10 +267,11 @@ def _layers(op: Scattering, flm):
         moduli = dict(zip(c.scales, op.backend.analysis_real_scales([jnp.abs(w) for w in W],
                                                                     bandlimits)))
         means = [moduli[j][..., :1, :1] for j in c.scales]
-        stacks = [jnp.stack([moduli[j2][..., :c.bandlimit(j1), :c.bandlimit(j1)] for j2 in partners])
-                  for j1, partners in pairs]  # (A, 2N-1, Lj1, Lj1) each
-        seconds = directional.analysis_scales(op.backend, stacks, [op.weights[str(j1)] for j1, _ in pairs],
-                                              c.N, real=True, fourier=True)
+        stacks = [jnp.stack([moduli[j2][..., :c.bandlimit(j1), :c.bandlimit(j1)]
+                             for j2 in partners]) for j1, partners in pairs]  # (A, 2N-1, Lj1, Lj1)
+        seconds = directional.analysis_scales(op.backend, stacks,
+                                              [op.weights[str(j1)] for j1, _ in pairs], c.N,
+                                              real=True, fourier=True)
     return dict(zip(c.scales, ys)), S2, means, list(zip(pairs, seconds))
 
 

@@ -246,7 +246,8 @@ def test_same_scale_entries_are_sphere_integrals_of_the_maps(same_scale_case):
     op, half, out = same_scale_case
     c = op.config
     hs = [op.weights[str(j)] for j in c.scales]
-    W = dict(zip(c.scales, directional.analysis_scales(op.backend, [half] * len(hs), hs, c.N, True)))
+    W = dict(zip(c.scales, directional.analysis_scales(op.backend, [half] * len(hs), hs, c.N,
+                                                       True)))
 
     def second(j1, j2, k2):  # (2N-1, Lj1, 2Lj1-1): N_{j1, j2, k2, k1} for every k1
         Lj1, Lj2 = c.bandlimit(j1), c.bandlimit(j2)

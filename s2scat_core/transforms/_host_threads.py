@@ -23,7 +23,8 @@ import functools
 import os
 import threading
 
-THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+THREADS = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+           else (os.cpu_count() or 1))
 
 _POOL = None
 _LOCK = threading.Lock()

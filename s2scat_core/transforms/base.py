@@ -174,8 +174,8 @@ class SphericalTransforms(abc.ABC):
         W = self.wavelets_real_scales(halves, hs, N)
         ys = tuple(ring_fourier_pairs(w) for w in W)
         moduli = self.analysis_real_scales([jnp.abs(w) for w in W], bandlimits)
-        stacks = [jnp.stack([moduli[i2][..., :hs[i1].shape[0], :hs[i1].shape[0]] for i2 in partners],
-                            axis=-4) for i1, partners in pairs]
+        stacks = [jnp.stack([moduli[i2][..., :hs[i1].shape[0], :hs[i1].shape[0]]
+                             for i2 in partners], axis=-4) for i1, partners in pairs]
         seconds = self.wavelets_real_scales(stacks, [hs[i1] for i1, _ in pairs], N, fourier=True)
         return ys, tuple(m[..., :1, :1] for m in moduli), seconds
 

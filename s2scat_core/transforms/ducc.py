@@ -130,7 +130,8 @@ SPLIT_FROM = 256
 def _blocks(T, B):
     """``(m slice, ducc0 keywords)`` pairs covering ``m < B`` on ``T`` rings: one block below
     ``SPLIT_FROM`` rings, else one per thread, contiguous, of about equal work (``B - m``
-    values of ``l`` at each ``m``; neighbouring ``m`` in different threads would share cache lines)."""
+    values of ``l`` at each ``m``; neighbouring ``m`` in different threads would share cache
+    lines)."""
     kw, _ = _grid(T, B)
     if T < SPLIT_FROM or _NTHREADS == 1:
         return ((slice(0, B), kw),)
@@ -588,7 +589,8 @@ def _spin_legs(f, hn, n, out, calls):
 
 
 def _wavelets_real_ct_start(ct, h, N, cdtype, calls):
-    """JAX cotangent of :func:`_wavelets_real_start` (maps): ``(..., 2N-1, L, 2L-1)`` real -> ``(..., L, L)``.
+    """JAX cotangent of :func:`_wavelets_real_start` (maps): ``(..., 2N-1, L, 2L-1)`` real ->
+    ``(..., L, L)``.
 
     The cotangent of maps enters as its FFT ``sum_p ct_p e^{-i m phi_p}``, and the half's
     ``m > 0`` entries are doubled at the end (the maps count ``m`` and ``-m``). ducc0's calls
@@ -649,7 +651,8 @@ def _legs_ct_start(legs, h, N, cdtype, calls):
     for i, n in terms:
         if n == 0:
             u = _leg2alm(parts[c, :, None], 0, calls=calls)
-            combine.append(functools.partial(lambda u, hn: hn[:, None] * np.conj(u[:, 0]), u, h[:, i]))
+            combine.append(functools.partial(lambda u, hn: hn[:, None] * np.conj(u[:, 0]), u,
+                                             h[:, i]))
             c += 1
         else:
             combine.append(_spin_legs_ct(parts[c:c + 2].swapaxes(0, 1), h[:, i], n, calls))
@@ -672,7 +675,8 @@ def _spin_legs_ct(ct, hn, n, calls):
     kind = _spin_parts(hn)
     if kind == "both":
         u = _leg2alm(ct, n, calls=calls)
-        return lambda: se * (hn.real[:, None] * np.conj(u[:, 0]) - hn.imag[:, None] * np.conj(u[:, 1]))
+        return lambda: se * (hn.real[:, None] * np.conj(u[:, 0])
+                             - hn.imag[:, None] * np.conj(u[:, 1]))
     if kind == "grad":
         u = _leg2alm(ct, n, grad_only=True, calls=calls)
         return lambda: se * hn.real[:, None] * np.conj(u[:, 0])
@@ -772,8 +776,8 @@ def _two_layers_ct_kernel(hs, bandlimits, pairs, N, cdtype, signs, ct_ys, ct_mea
         L1 = ct.shape[-1]
         for a, i2 in enumerate(partners):
             ct_moduli[i2][..., :L1, :L1] += ct[..., a, :, :, :]
-    grads = yield from _lockstep([_modulus_ct_kernel(h, s, cy, cm, N, cdtype, B, calls)
-                                  for h, s, cy, cm, B in zip(hs, signs, ct_ys, ct_moduli, bandlimits)])
+    grads = yield from _lockstep([_modulus_ct_kernel(h, s, cy, cm, N, cdtype, B, calls) for
+                                  h, s, cy, cm, B in zip(hs, signs, ct_ys, ct_moduli, bandlimits)])
     return tuple(grads)
 
 
@@ -788,10 +792,12 @@ def _two_layers_op(N, real, bandlimits, pairs):
 
     def shapes(halves, signs):
         batch = halves[0].shape[:-2]
-        ys = tuple(jax.ShapeDtypeStruct(batch + (K, x.shape[-1], x.shape[-1], 2), real) for x in halves)
+        ys = tuple(jax.ShapeDtypeStruct(batch + (K, x.shape[-1], x.shape[-1], 2), real)
+                   for x in halves)
         means = (jax.ShapeDtypeStruct(batch + (K, 1, 1), cdtype),) * len(halves)
-        seconds = tuple((jax.ShapeDtypeStruct(batch + (len(partners), K) + (halves[i1].shape[-1],) * 2
-                                              + (2,), real),) * K for i1, partners in pairs)
+        seconds = tuple((jax.ShapeDtypeStruct(batch + (len(partners), K)
+                                              + (halves[i1].shape[-1],) * 2 + (2,), real),) * K
+                        for i1, partners in pairs)
         sign = tuple(jax.ShapeDtypeStruct(batch + (K, x.shape[-1], 2 * x.shape[-1] - 1), np.int8)
                      for x in halves) if signs else None
         return ys, means, seconds, sign
@@ -913,8 +919,8 @@ def _wavelets_op(N, real, fourier):
 
     def f_bwd(hs, cts):
         cts = jax.tree_util.tree_map(lambda c: c.astype(real), cts)
-        shapes = tuple(jax.ShapeDtypeStruct((ct[0] if fourier else ct).shape[:-3] + (h.shape[0],) * 2,
-                                            cdtype) for h, ct in zip(hs, cts))
+        shapes = tuple(jax.ShapeDtypeStruct((ct[0] if fourier else ct).shape[:-3]
+                                            + (h.shape[0],) * 2, cdtype) for h, ct in zip(hs, cts))
         grads = jax.pure_callback(backward, shapes, hs, cts, vmap_method="expand_dims")
         return grads, tuple(jnp.zeros_like(h) for h in hs)
 
@@ -925,8 +931,9 @@ def _wavelets_op(N, real, fourier):
 
 @functools.lru_cache(maxsize=None)
 def _analysis_op(bandlimits, real):
-    """:func:`_analysis_real_start` of several maps (one entry a scale, ``maps[i] (..., Li, 2Li-1)``,
-    to ``bandlimits[i]``) in one host callback, as a JAX function; the VJP is one callback."""
+    """:func:`_analysis_real_start` of several maps (one entry a scale, ``maps[i]``
+    ``(..., Li, 2Li-1)``, to ``bandlimits[i]``) in one host callback, as a JAX function; the VJP
+    is one callback."""
     real = np.dtype(real)
     cdtype = np.result_type(real, np.complex64)
 
