@@ -1,8 +1,10 @@
 """Threads for the host-side kernels of the ``ducc`` backend.
 
 One pool of ``THREADS`` workers (the cores this process may use), each running one task at a
-time on one thread: ducc0 calls (which release the GIL) and matrix products. Two things make
-this faster than letting each library thread itself on a 2-core machine:
+time on one thread: ducc0 calls (which release the GIL), matrix products and large elementwise
+passes. :func:`share` lets the calling thread and all workers but one drain a queue of work
+together. Two things make this faster than letting each library thread itself on a 2-core
+machine:
 
 * ducc0's own threads on one map scale poorly (L = 512: 0.75x the one-thread time on two
   threads), while two maps, or two halves of one map's ``m`` range, on two workers take 0.52x
@@ -28,6 +30,7 @@ THREADS = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
 
 _POOL = None
 _LOCK = threading.Lock()
+_LOCAL = threading.local()
 
 
 @functools.lru_cache(maxsize=None)
@@ -46,10 +49,16 @@ def _openblas_local():
     return None
 
 
-def _one_blas_thread():
+def _start_worker():
+    _LOCAL.worker = True
     setter = _openblas_local()
     if setter is not None:
         setter(1)
+
+
+def in_worker() -> bool:
+    """Whether the calling thread is one of the pool's workers."""
+    return getattr(_LOCAL, "worker", False)
 
 
 def pool() -> concurrent.futures.ThreadPoolExecutor:
@@ -58,16 +67,30 @@ def pool() -> concurrent.futures.ThreadPoolExecutor:
     with _LOCK:
         if _POOL is None:
             _POOL = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="s2scat-host",
-                                                          initializer=_one_blas_thread)
+                                                          initializer=_start_worker)
         return _POOL
 
 
 def run(tasks) -> list:
-    """Run callables, in the calling thread if there is one task or one core, else on the
-    pool; their results in order."""
-    if len(tasks) <= 1 or THREADS == 1:
+    """Run callables, in the calling thread if there is one task or one core or the caller is
+    a worker (a worker waiting on the pool could wait for ever), else on the pool; their
+    results in order."""
+    if len(tasks) <= 1 or THREADS == 1 or in_worker():
         return [task() for task in tasks]
     return [future.result() for future in [pool().submit(task) for task in tasks]]
+
+
+def share(task) -> None:
+    """Run ``task`` (a function that takes work from a shared queue until it is empty) in the
+    calling thread and on every worker but one, together: as many threads as cores. Inline only
+    on one core or from a worker."""
+    if THREADS == 1 or in_worker():
+        task()
+        return
+    futures = [pool().submit(task) for _ in range(THREADS - 1)]
+    task()
+    for future in futures:
+        future.result()
 
 
 def matmul_columns(a, b, out):

@@ -60,6 +60,7 @@ all cores for ``L >= 128`` and one below (where thread start-up costs more than 
 
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 
@@ -95,29 +96,30 @@ def _threads(L):
 
 def _run(calls):
     """Run ducc0 calls (``functools.partial`` of ``alm2leg``/``leg2alm`` taking ``nthreads``):
-    one call alone with ducc0's own threads; several on the host pool's one-thread workers
-    (:mod:`._host_threads`), shared out in one batch a worker, of about equal work (the work
-    of a call: rings times the ``(l, m)`` it covers), as a task costs about 0.1 ms to hand over."""
+    one call alone with ducc0's own threads; several from one queue, largest first, drained by
+    the calling thread and the host pool's one-thread workers together
+    (:func:`._host_threads.share`), so that no thread waits while work is left."""
     if len(calls) == 1:
         calls[0](nthreads=_threads(len(calls[0].keywords["theta"])))
         return
-    loads = [0.0] * _NTHREADS
-    batches = [[] for _ in range(_NTHREADS)]
-    for call in sorted(calls, key=_work, reverse=True):
-        i = loads.index(min(loads))
-        loads[i] += _work(call)
-        batches[i].append(call)
-    _host_threads.run([functools.partial(_in_turn, batch) for batch in batches if batch])
+    queue = collections.deque(sorted(calls, key=_work, reverse=True))
+
+    def drain():
+        while True:
+            try:
+                call = queue.popleft()
+            except IndexError:
+                return
+            call(nthreads=1)
+
+    _host_threads.share(drain)
 
 
 def _work(call):
+    """Rough cost of a call: rings times the ``(l, m)`` it covers, twice for a spin pair."""
     kw = call.keywords
-    return len(kw["theta"]) * float(np.sum(kw["lmax"] + 1 - kw["mval"]))
-
-
-def _in_turn(calls):
-    for call in calls:
-        call(nthreads=1)
+    return (len(kw["theta"]) * float(np.sum(kw["lmax"] + 1 - kw["mval"]))
+            * (2.0 if kw["spin"] else 1.0))
 
 
 #: From this many rings on, each map's transform is split into ``m`` blocks of equal work, one
