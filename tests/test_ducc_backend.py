@@ -196,6 +196,25 @@ def test_host_pool_products_and_passes_equal_numpy():
     assert _host_threads.run([lambda i=i: i * i for i in range(7)]) == [i * i for i in range(7)]
 
 
+def _pool_squares():
+    from s2scat_core.transforms import _host_threads
+
+    return _host_threads.run([lambda i=i: i * i for i in range(4)])
+
+
+def test_host_pool_works_in_a_forked_child():
+    """A child made by ``fork`` after the parent started the pool gets a pool of its own
+    (the parent's worker threads do not exist there: reusing their executor would hang)."""
+    import multiprocessing
+    import warnings
+
+    assert _pool_squares() == [0, 1, 4, 9]  # the parent's pool exists now
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # JAX warns that fork() and threads do not mix
+        with multiprocessing.get_context("fork").Pool(1) as workers:
+            assert workers.apply_async(_pool_squares).get(timeout=60) == [0, 1, 4, 9]
+
+
 def fused_cases():
     for N in (1, 2, 3, 4):
         for L in (8, 20):

@@ -29,6 +29,7 @@ THREADS = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
            else (os.cpu_count() or 1))
 
 _POOL = None
+_POOL_PID = None
 _LOCK = threading.Lock()
 _LOCAL = threading.local()
 
@@ -62,12 +63,14 @@ def in_worker() -> bool:
 
 
 def pool() -> concurrent.futures.ThreadPoolExecutor:
-    """The shared pool (created on first use)."""
-    global _POOL
+    """The shared pool, created on first use in each process (a child made by ``fork`` does not
+    inherit the parent's threads, so it gets a pool of its own)."""
+    global _POOL, _POOL_PID
     with _LOCK:
-        if _POOL is None:
+        if _POOL is None or _POOL_PID != os.getpid():
             _POOL = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="s2scat-host",
                                                           initializer=_start_worker)
+            _POOL_PID = os.getpid()
         return _POOL
 
 
