@@ -26,7 +26,7 @@ from . import transforms, wavelets
 from ._checks import check_choice, check_scales
 from ._malloc import keep_freed_memory
 from .transforms import directional
-from .transforms.base import expand_half, gl_weights, ring_fourier_pairs
+from .transforms.base import expand_half, gl_weights, layers_from_maps
 
 
 class Covariances(NamedTuple):
@@ -254,24 +254,16 @@ def _layers(op: Scattering, flm):
     hs = [op.weights[str(j)] for j in c.scales]
     bandlimits = [c.modulus_bandlimit(j) for j in c.scales]
     pairs = [(j1, c.partners(j1)) for j1 in c.scales if c.partners(j1)]
+    index = {j: i for i, j in enumerate(c.scales)}
+    pair_index = [(index[j1], tuple(index[j2] for j2 in partners)) for j1, partners in pairs]
     if c.reality:
-        index = {j: i for i, j in enumerate(c.scales)}
-        ys, means, seconds = directional.two_layers(
-            op.backend, flm, hs, c.N, bandlimits,
-            [(index[j1], [index[j2] for j2 in partners]) for j1, partners in pairs])
+        ys, means, seconds = directional.two_layers(op.backend, flm, hs, c.N, bandlimits,
+                                                    pair_index)
         S2 = [cov.s2_fourier(y) for y in ys]
     else:
         W = directional.analysis_scales(op.backend, [flm] * len(hs), hs, c.N, real=False)
-        ys = [ring_fourier_pairs(w.real) for w in W]
         S2 = [cov.s2(w, op.quadrature[str(j)]) for w, j in zip(W, c.scales)]
-        moduli = dict(zip(c.scales, op.backend.analysis_real_scales([jnp.abs(w) for w in W],
-                                                                    bandlimits)))
-        means = [moduli[j][..., :1, :1] for j in c.scales]
-        stacks = [jnp.stack([moduli[j2][..., :c.bandlimit(j1), :c.bandlimit(j1)]
-                             for j2 in partners]) for j1, partners in pairs]  # (A, 2N-1, Lj1, Lj1)
-        seconds = directional.analysis_scales(op.backend, stacks,
-                                              [op.weights[str(j1)] for j1, _ in pairs], c.N,
-                                              real=True, fourier=True)
+        ys, means, seconds = layers_from_maps(op.backend, W, hs, c.N, bandlimits, pair_index)
     return dict(zip(c.scales, ys)), S2, means, list(zip(pairs, seconds))
 
 

@@ -171,13 +171,8 @@ class SphericalTransforms(abc.ABC):
         and :meth:`wavelets_real_scales` again; a backend may keep everything in between
         (maps, moduli) to itself.
         """
-        W = self.wavelets_real_scales(halves, hs, N)
-        ys = tuple(ring_fourier_pairs(w) for w in W)
-        moduli = self.analysis_real_scales([jnp.abs(w) for w in W], bandlimits)
-        stacks = [jnp.stack([moduli[i2][..., :hs[i1].shape[0], :hs[i1].shape[0]]
-                             for i2 in partners], axis=-4) for i1, partners in pairs]
-        seconds = self.wavelets_real_scales(stacks, [hs[i1] for i1, _ in pairs], N, fourier=True)
-        return ys, tuple(m[..., :1, :1] for m in moduli), seconds
+        return layers_from_maps(self, self.wavelets_real_scales(halves, hs, N), hs, N, bandlimits,
+                                pairs)
 
     # -- pytree plumbing: tables are leaves, everything else is static -----------------------
     def tree_flatten(self):
@@ -190,6 +185,18 @@ class SphericalTransforms(abc.ABC):
         obj.dtype = np.dtype(dtype)
         (obj.tables,) = children
         return obj
+
+
+def layers_from_maps(backend, W, hs, N: int, bandlimits, pairs):
+    """:meth:`SphericalTransforms.two_layers` from the first layer's maps ``W[i] (..., K, Li,
+    2Li-1)`` (real, or complex for a complex field: ``ys`` then holds their real part, the
+    moduli are ``|W|``), the rest by the backend's own methods."""
+    ys = tuple(ring_fourier_pairs(w.real) for w in W)
+    moduli = backend.analysis_real_scales([jnp.abs(w) for w in W], bandlimits)
+    stacks = [jnp.stack([moduli[i2][..., :hs[i1].shape[0], :hs[i1].shape[0]]
+                         for i2 in partners], axis=-4) for i1, partners in pairs]
+    seconds = backend.wavelets_real_scales(stacks, [hs[i1] for i1, _ in pairs], N, fourier=True)
+    return ys, tuple(m[..., :1, :1] for m in moduli), seconds
 
 
 def register(cls):
