@@ -14,7 +14,8 @@ second wavelet layer, on the grid of ``L_{j1}``), ``Q_j`` the GL weights (``sum 
 The second layer enters as ring Fourier coefficients with the quadrature folded in (no FFT
 back to maps), one array per direction ``k1`` (:func:`as_rows`), so S3 is a matrix-vector
 product and S4 a Gram matrix per direction ``k1``; no ``(J, J, N, N, pixels)`` product is ever
-formed.
+formed. A backend may give it as ``C`` components that mix to the directions
+(:class:`~.transforms.base.Mixed`): S4 is then one Gram matrix of all components, mixed after.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .transforms.base import Mixed
 
 
 _SQRT_4PI = float(np.sqrt(4 * np.pi))
@@ -70,17 +73,31 @@ def as_rows(second, stack_below=STACK_BELOW):
     ``(A*K2, X = 2 Lj^2)``, so that S3 is a matrix-vector product and S4 a Gram matrix per
     ``k1``. Large arrays stay a list (reshapes, no copy; a product on each array's own buffer);
     below ``stack_below`` elements each they become one ``(K1, A*K2, X)`` array.
+
+    Or ``second`` is a :class:`~.transforms.base.Mixed` (``parts (A, K2, C, Lj, Lj, 2)``, the
+    directions being mixtures of ``C`` components): then rows ``(A*K2, C, X)`` in a ``Mixed``,
+    read by :func:`s3` and :func:`s4` without forming the directions.
     """
+    if isinstance(second, Mixed):
+        parts = second.parts
+        return Mixed(parts.reshape((parts.shape[0] * parts.shape[1], parts.shape[2], -1)),
+                     second.mixing)
     rows = [s.reshape(s.shape[0] * s.shape[1], -1) for s in second]
     return jnp.stack(rows) if rows[0].size < stack_below else rows
 
 
 def s3(rows, y, A):
     """``S3[a, k2, k1]`` from :func:`as_rows` (``K1`` arrays ``(A*K2, X)``, as a list or
-    stacked) and the first-layer maps at scale ``j1`` as weighted ring Fourier pairs
-    ``y (K1, Lj, Lj, 2)`` (of their real part: the second layer is real)."""
+    stacked, or mixed rows) and the first-layer maps at scale ``j1`` as weighted ring Fourier
+    pairs ``y (K1, Lj, Lj, 2)`` (of their real part: the second layer is real).
+
+    Mixed rows ``R[i, c]`` with ``mixing M (K1, C)``: ``S3[i, k] = sum_c M[k, c] (R[i, c] . y_k)``,
+    one product ``(I*C, X) (X, K1)``."""
     K1 = y.shape[0]
     y = y.reshape(K1, -1)
+    if isinstance(rows, Mixed):
+        z = jnp.einsum("icx,kx->ick", rows.parts, y)
+        return jnp.einsum("kc,ick->ik", jnp.asarray(rows.mixing, z.dtype), z).reshape(A, -1, K1)
     if isinstance(rows, jax.Array):
         return jnp.einsum("kix,kx->ik", rows, y).reshape(A, -1, K1)
     return jnp.stack([rk @ yk for rk, yk in zip(rows, jnp.unstack(y))], axis=-1).reshape(A, -1, K1)
@@ -131,9 +148,19 @@ gram.defvjp(_gram_fwd, _gram_bwd)
 
 def s4(rows, A):
     """``S4[a, b, k2, k3, k1]`` from :func:`as_rows` (``K1`` arrays ``(A*K2, X)``, as a list or
-    stacked): a Gram matrix per ``k1``."""
-    K1, I = len(rows), rows[0].shape[0]
-    return jnp.moveaxis(gram(rows), 0, -1).reshape(A, I // A, A, I // A, K1).transpose(0, 2, 1, 3, 4)
+    stacked): a Gram matrix per ``k1``. Mixed rows ``R (I, C, X)``: one Gram matrix
+    ``G[i, c, j, d] = R[i, c] . R[j, d]`` of all components, then
+    ``S4[i, j, k] = sum_cd M[k, c] M[k, d] G[i, c, j, d]``."""
+    if isinstance(rows, Mixed):
+        I, C, _ = rows.parts.shape
+        G = gram([rows.parts.reshape(I * C, -1)])[0].reshape(I, C, I, C)
+        M = jnp.asarray(rows.mixing, G.dtype)
+        S = jnp.einsum("kc,kd,icjd->ijk", M, M, G)
+        K1 = M.shape[0]
+    else:
+        S = jnp.moveaxis(gram(rows), 0, -1)
+        I, K1 = S.shape[0], S.shape[-1]
+    return S.reshape(A, I // A, A, I // A, K1).transpose(0, 2, 1, 3, 4)
 
 
 def normalise(S1, S2, S3, S4, norm):

@@ -186,8 +186,8 @@ def test_host_pool_products_and_passes_equal_numpy():
     from s2scat_core.transforms import _host_threads
 
     rng = np.random.default_rng(3)
-    a, b = rng.standard_normal((5, 4)), rng.standard_normal((4, 50_000))
-    out = np.empty((5, 50_000))
+    a, b = rng.standard_normal((5, 4)), rng.standard_normal((4, 200_000))  # split from 4 MB
+    out = np.empty((5, 200_000))
     assert np.allclose(_host_threads.matmul_columns(a, b, out), a @ b, rtol=1e-13, atol=1e-12)
     x = rng.standard_normal((6, 300, 400))
     y = x.copy()
@@ -250,6 +250,44 @@ def test_fused_real_wavelets_equal_the_spin_transforms(N, L, legendre_path):
         assert rel_err(out, ref) < 1e-12 and rel_err(out_vjp, ref_vjp) < 1e-12, method
         mapped = jax.vmap(lambda a: run(ducc, a))(x)
         assert rel_err(mapped, ref if method == "wavelets_real" else jnp.moveaxis(ref, 1, 0)) < 1e-13
+
+
+@pytest.mark.parametrize("N", [1, 2, 3, 4])
+def test_two_layers_components_mix_to_the_default_directions(N, legendre_path):
+    """ducc's ``two_layers`` returns its second layer as components (``base.Mixed``); mixed,
+    they equal the directions of the default composition on precompute, and so do the first
+    layer and the means: values, VJP, and ``vmap`` against the batch axis."""
+    from s2scat_core import wavelets
+    from s2scat_core.transforms import directional
+    from s2scat_core.transforms.base import Mixed
+
+    L = 16
+    psi, _ = wavelets.filters(L, N)
+    scales = range(wavelets.j_max(L) - 2, wavelets.j_max(L) + 1)
+    Ls = [wavelets.scale_bandlimit(L, j) for j in scales]
+    hs = tuple(jnp.asarray(directional.harmonic_weights(psi, j, N, Lj)) for j, Lj in zip(scales, Ls))
+    spins = [-int(n) for n in wavelets.directions(N) if n > 0]
+    backends = {mode: transforms.get(mode)(Ls, spins) for mode in ("precompute", "ducc")}
+    pairs = ((0, (1, 2)), (1, (2,)))
+    bandlimits = (1, Ls[0], Ls[1])  # |W_i| is read to the largest L_i1 it pairs with
+
+    def run(backend, x):
+        halves_ = tuple(directional.real_half(x[..., :h.shape[0], :h.shape[0]]) for h in hs)
+        ys, means, seconds = backend.two_layers(halves_, hs, N, bandlimits, pairs)
+        flat = [y.ravel() for y in ys] + [m.real.ravel() for m in means]
+        for second in seconds:
+            if backend is backends["ducc"]:
+                assert isinstance(second, Mixed) and second.mixing.shape[0] == 2 * N - 1
+                second = jnp.einsum("kc,...cxyz->k...xyz", second.mixing, second.parts)
+            flat.append(jnp.stack(second).ravel())
+        return jnp.concatenate(flat)
+
+    x = jnp.asarray(halves(L, (2,)))
+    ref, ref_vjp = jax.jit(lambda x: vjp_against(functools.partial(run, backends["precompute"]), x))(x)
+    out, out_vjp = vjp_against(functools.partial(run, backends["ducc"]), x)
+    assert rel_err(out, ref) < 1e-12 and rel_err(out_vjp, ref_vjp) < 1e-12
+    mapped = jax.vmap(functools.partial(run, backends["ducc"]))(x)
+    assert rel_err(mapped, jnp.stack([run(backends["ducc"], a) for a in x])) < 1e-13
 
 
 # ---------------------------------------------------------------------------- the statistics

@@ -97,10 +97,12 @@ def share(task) -> None:
 
 
 def matmul_columns(a, b, out):
-    """``out = a @ b`` for a small ``a (K, C)`` and a wide ``b (C, Y)``, the columns split
-    across the workers (``out (K, Y)``, C-contiguous)."""
+    """``out = a @ b`` for a small ``a (K, C)`` and a wide ``b (C, Y)`` (``out (K, Y)``,
+    C-contiguous), the columns split across the workers from ``SPLIT_BYTES`` of ``b`` on (below,
+    handing the product over costs more than it saves: L = 128, ``b`` 3.9 MB, 0.65 ms split
+    against 0.36 ms in the calling thread)."""
     Y = b.shape[1]
-    parts = min(THREADS, max(1, Y // 4096))
+    parts = min(THREADS, max(1, b.nbytes // SPLIT_BYTES))
     cuts = [Y * i // parts for i in range(parts + 1)]
 
     def product(lo, hi):

@@ -13,7 +13,7 @@ harmonics follow s2fft: ``sY_lm(theta, phi) = (-1)^s sqrt((2l+1)/(4 pi)) d^l_{m,
 from __future__ import annotations
 
 import abc
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import ducc0
 import jax
@@ -63,6 +63,21 @@ def ring_fourier_pairs(w):
     T = w.shape[-2]
     F = jnp.fft.rfft(w, axis=-1) / (2 * T - 1)
     return jnp.stack([F.real, F.imag], axis=-1) * ring_weights(jnp.asarray(gl_weights(T), w.dtype))
+
+
+class Mixed(NamedTuple):
+    """A second layer given as ``C`` components whose mixtures are its ``K`` directions.
+
+    ``parts (..., A, K2, C, L1, L1, 2)``: weighted ring Fourier pairs (as in
+    :meth:`SphericalTransforms.wavelets_real_fourier`) of ``C`` component maps; ``mixing
+    (K, C)`` (NumPy): direction ``k`` is ``sum_c mixing[k, c] parts[..., c, :, :, :]``. A backend
+    whose directions are such mixtures (``C < K``: a real field's wavelet maps are mixtures of
+    its spin components) returns this from :meth:`SphericalTransforms.two_layers`, and the
+    statistics contract the components (:func:`s2scat_core.covariances.as_rows`).
+    """
+
+    parts: jax.Array
+    mixing: np.ndarray
 
 
 class SphericalTransforms(abc.ABC):
@@ -165,7 +180,8 @@ class SphericalTransforms(abc.ABC):
             ``means[i] (..., K, 1, 1)`` the ``l = 0`` coefficients of ``|W_i|`` (S1);
             ``seconds[p]``, for ``pairs[p] = (i1, (i2, ...))``, the second layer: the
             :meth:`wavelets_real_fourier` at scale ``i1`` of the moduli ``|W_i2|`` read to
-            ``L_i1``, stacked, a tuple of ``K`` arrays ``(..., A, K, L_i1, L_i1, 2)``.
+            ``L_i1``, stacked, a tuple of ``K`` arrays ``(..., A, K, L_i1, L_i1, 2)``, or the
+            same as :class:`Mixed` components.
 
         The default composes :meth:`wavelets_real_scales`, an FFT, :meth:`analysis_real_scales`
         and :meth:`wavelets_real_scales` again; a backend may keep everything in between

@@ -14,8 +14,11 @@ component is transformed (ducc0's ``GRAD_ONLY``), written by ducc0 straight into
 component-first buffer; the directions are mixed as Legendre coefficients (one matrix
 product), and either one FFT per direction gives the maps or the coefficients themselves are
 returned, weighted, one array a direction (whose products are sphere integrals: no maps
-needed). Analyses of moduli stop at the band-limit asked for (``lmax`` below the grid's):
-their cost falls with its square.
+needed). The second layer is returned unmixed, as its ``C`` weighted components
+(:class:`.base.Mixed`, ``C = N`` of them against ``2N-1`` directions), and the statistics
+contract the components: fewer bytes to write, to hand to XLA and to read back. Analyses
+of moduli stop at the band-limit asked for (``lmax`` below the grid's): their cost falls with
+its square.
 
 One host callback computes both layers of the statistics at every scale (``two_layers``, in
 three rounds: first layers, analyses of their moduli, second layers), and one more its VJP;
@@ -72,7 +75,7 @@ import numpy as np
 from .. import wavelets
 from . import _host_threads
 from ._host_threads import THREADS as _NTHREADS
-from .base import SphericalTransforms, register, ring_weights
+from .base import Mixed, SphericalTransforms, register, ring_weights
 
 
 # ------------------------------------------------------------------ NumPy kernels (one call)
@@ -518,9 +521,11 @@ def _wavelets_real_start(f, h, N, cdtype, output, calls):
     into directions with one matrix product.
 
     ``output``: ``"maps"``; ``"fourier"``, the ``leg_k`` themselves weighted by
-    :func:`.base.ring_weights`, a tuple of ``2N-1`` arrays ``(..., L, L, 2)`` real pairs; or
-    ``"legs"``, the ``leg_k`` as they are, ``(2N-1, n, L, L)`` complex (batch flattened).
-    ducc0's calls are queued on ``calls``; the result is ``finish()`` once they have run.
+    :func:`.base.ring_weights`, a tuple of ``2N-1`` arrays ``(..., L, L, 2)`` real pairs;
+    ``"components"``, the components unmixed and weighted so, ``(..., C, L, L, 2)`` (to be mixed
+    by :func:`_components`' matrix: :class:`.base.Mixed`); or ``"legs"``, the ``leg_k`` as they
+    are, ``(2N-1, n, L, L)`` complex (batch flattened). ducc0's calls are queued on ``calls``;
+    the result is ``finish()`` once they have run.
     """
     f = np.array(f, cdtype)
     L = f.shape[-1]
@@ -529,7 +534,11 @@ def _wavelets_real_start(f, h, N, cdtype, output, calls):
     f[..., 0] = f[..., 0].real  # a real field's f_l0 is real
     h = _weights(h, L, N)
     terms, mixing = _components(N, L)
-    parts = np.empty((mixing.shape[1],) + f.shape, cdtype)  # component first
+    C = mixing.shape[1]
+    if output == "components":  # map first, as returned; else component first, as mixed
+        parts = np.empty(f.shape[:1] + (C,) + f.shape[1:], cdtype).swapaxes(0, 1)
+    else:
+        parts = np.empty((C,) + f.shape, cdtype)
     after = []
     c = 0
     for i, n in terms:
@@ -543,6 +552,11 @@ def _wavelets_real_start(f, h, N, cdtype, output, calls):
     def finish():
         for fix in after:
             fix()
+        if output == "components":
+            out = parts.swapaxes(0, 1)  # (n, C, L, L), contiguous
+            out[..., 0].imag = 0.0
+            _weigh(out, L)
+            return out.view(np.finfo(cdtype).dtype).reshape(lead + (C, L, L, 2))
         legs = _mix(mixing, parts)  # (2N-1, n, L, L)
         if output == "legs":
             return legs
@@ -640,14 +654,48 @@ def _wavelets_real_fourier_ct_start(h, ct, N, cdtype, calls):
     return finish
 
 
+def _components_ct_start(h, ct, N, cdtype, calls):
+    """JAX cotangent of :func:`_wavelets_real_start` with ``"components"``: ``ct (..., C, L, L, 2)``
+    -> ``(..., L, L)``; ``finish()`` gives it.
+
+    Read as ``ct_Re + i ct_Im`` and weighted as the output was, each component's cotangent is
+    the FFT of a map's cotangent with its ``m > 0`` entries doubled, so no doubling follows.
+    """
+    h = _weights(h, h.shape[-2], N)
+    L = h.shape[0]
+    lead = ct.shape[:-4]
+    C = ct.shape[-4]
+    ct = np.ascontiguousarray(ct).view(cdtype).reshape(-1, C, L, L)
+    parts = np.empty(ct.shape, cdtype)
+    factors = _ring_factors(L)
+    _host_threads.by_rows(lambda out, x: np.multiply(x, factors, out=out), parts, ct)
+    parts = parts.swapaxes(0, 1)
+    parts[..., 0].imag = 0.0  # f_l0 is real: the imaginary parts at m = 0 carry nothing
+    gather = _parts_ct_start(parts, h, N, cdtype, calls)
+
+    def finish():
+        out = gather()
+        out[..., 0] = out[..., 0].real
+        return out.reshape(lead + (L, L))
+
+    return finish
+
+
 def _legs_ct_start(legs, h, N, cdtype, calls):
     """Cotangent on ``f`` from that of the direction Legendre sums ``legs (2N-1, n, L, L)``
     (``leg_k`` of :func:`_wavelets_real_start`), before any ``m > 0`` doubling: ``(n, L, L)``, given
     by the returned callable once the calls queued on ``calls`` have run."""
-    L = h.shape[0]
-    terms, mixing = _components(N, L)
+    _, mixing = _components(N, h.shape[0])
     parts = _mix(mixing.T, legs)  # component first
     parts[..., 0].imag = 0.0  # f_l0 is real: the imaginary parts at m = 0 carry nothing
+    return _parts_ct_start(parts, h, N, cdtype, calls)
+
+
+def _parts_ct_start(parts, h, N, cdtype, calls):
+    """:func:`_legs_ct_start` from the cotangent of the components ``parts (C, n, L, L)`` (may be
+    strided), the directions' already mixed back."""
+    L = h.shape[0]
+    terms, _ = _components(N, L)
     combine = []
     c = 0
     for i, n in terms:
@@ -661,7 +709,7 @@ def _legs_ct_start(legs, h, N, cdtype, calls):
             c += 2
 
     def gather():
-        out = np.zeros(legs.shape[1:], cdtype)
+        out = np.zeros(parts.shape[1:], cdtype)
         for term in combine:
             out += term()
         return out
@@ -755,7 +803,7 @@ def _two_layers_kernel(halves, hs, bandlimits, pairs, N, cdtype, signs, calls):
     for i1, partners in pairs:
         L1 = hs[i1].shape[-2]
         stack = np.stack([moduli[i2][..., :L1, :L1] for i2 in partners], axis=-4)
-        finishes.append(_wavelets_real_start(stack, hs[i1], N, cdtype, "fourier", calls))
+        finishes.append(_wavelets_real_start(stack, hs[i1], N, cdtype, "components", calls))
     yield
     seconds = tuple(finish() for finish in finishes)
     return ys, tuple(np.ascontiguousarray(m[..., :1, :1]) for m in moduli), seconds, sign
@@ -765,7 +813,7 @@ def _two_layers_ct_kernel(hs, bandlimits, pairs, N, cdtype, signs, ct_ys, ct_mea
                           calls):
     """VJP of :func:`_two_layers_kernel`, three rounds: the adjoint second layer (its
     cotangents added into the moduli's), the adjoint analyses, the adjoint first layer."""
-    gathers = [_wavelets_real_fourier_ct_start(hs[i1], ct, N, cdtype, calls)
+    gathers = [_components_ct_start(hs[i1], ct, N, cdtype, calls)
                for ct, (i1, _) in zip(ct_seconds, pairs)]
     yield
     ct_moduli = []
@@ -797,12 +845,14 @@ def _two_layers_op(N, real, bandlimits, pairs):
         ys = tuple(jax.ShapeDtypeStruct(batch + (K, x.shape[-1], x.shape[-1], 2), real)
                    for x in halves)
         means = (jax.ShapeDtypeStruct(batch + (K, 1, 1), cdtype),) * len(halves)
-        seconds = tuple((jax.ShapeDtypeStruct(batch + (len(partners), K)
-                                              + (halves[i1].shape[-1],) * 2 + (2,), real),) * K
-                        for i1, partners in pairs)
+        seconds = []
+        for i1, partners in pairs:
+            L1 = halves[i1].shape[-1]
+            C = _components(N, L1)[1].shape[1]
+            seconds.append(jax.ShapeDtypeStruct(batch + (len(partners), K, C, L1, L1, 2), real))
         sign = tuple(jax.ShapeDtypeStruct(batch + (K, x.shape[-1], 2 * x.shape[-1] - 1), np.int8)
                      for x in halves) if signs else None
-        return ys, means, seconds, sign
+        return ys, means, tuple(seconds), sign
 
     def forward(halves, hs, signs):
         return _together([functools.partial(_two_layers_kernel, halves, hs, bandlimits, pairs, N,
@@ -828,7 +878,7 @@ def _two_layers_op(N, real, bandlimits, pairs):
         hs, signs = res
         ct_ys, ct_means, ct_seconds = cts
         cts = (tuple(c.astype(real) for c in ct_ys), tuple(c.astype(cdtype) for c in ct_means),
-               tuple(tuple(c.astype(real) for c in ct) for ct in ct_seconds))
+               tuple(c.astype(real) for c in ct_seconds))
         out = tuple(jax.ShapeDtypeStruct(c.shape[:-4] + (h.shape[0],) * 2, cdtype)
                     for h, c in zip(hs, cts[0]))
         grads = jax.pure_callback(backward, out, hs, signs, cts, vmap_method="broadcast_all")
@@ -998,4 +1048,6 @@ class DuccTransforms(SphericalTransforms):
 
     def two_layers(self, halves, hs, N, bandlimits, pairs):
         op = _two_layers_op(int(N), self.dtype.str, tuple(int(B) for B in bandlimits), tuple(pairs))
-        return op(tuple(halves), tuple(hs))
+        ys, means, seconds = op(tuple(halves), tuple(hs))
+        return ys, means, tuple(Mixed(s, _components(int(N), hs[i1].shape[0])[1])
+                                for s, (i1, _) in zip(seconds, pairs))
