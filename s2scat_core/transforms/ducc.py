@@ -181,18 +181,51 @@ def _legendre_table_adjoint(L, spin, grad_only):
     return np.ascontiguousarray(np.conj(np.swapaxes(_legendre_table(L, spin, grad_only), 1, 2)))
 
 
+@functools.lru_cache(maxsize=None)
+def _table(L, spin, grad_only, adjoint):
+    """:func:`_legendre_table` (``adjoint``: :func:`_legendre_table_adjoint`) as ``_by_table``
+    applies it: ``(R, i_in, i_out)`` with ``R`` real and the input (output) components flagged
+    in ``i_in`` (``i_out``) multiplied by ``i``. A spin table whose ``(a, b)`` blocks are each
+    real or imaginary (gradient only: ``G -> (Q, iU)``) so takes one real product, half the
+    work of a complex one; others stay complex (``i_in = i_out = None``)."""
+    table = _legendre_table_adjoint(L, spin, grad_only) if adjoint else _legendre_table(L, spin,
+                                                                                        grad_only)
+    if not np.iscomplexobj(table):
+        return table, None, None
+    n_out, n_in = table.shape[1] // L, table.shape[2] // L
+    blocks = table.reshape(L, n_out, L, n_in, L)
+    re = np.array([[np.any(blocks[:, a, :, b].real) for b in range(n_in)] for a in range(n_out)])
+    im = np.array([[np.any(blocks[:, a, :, b].imag) for b in range(n_in)] for a in range(n_out)])
+    if np.any(re & im):
+        return table, None, None
+    if np.all(im == im[:, :1]):  # by output component
+        i_in, i_out = np.zeros(n_in, bool), im[:, 0]
+    elif np.all(im == im[:1]):  # by input component
+        i_in, i_out = im[0], np.zeros(n_out, bool)
+    else:
+        return table, None, None
+    return np.ascontiguousarray(table.real + table.imag), i_in, i_out
+
+
 def _by_table(table, x, n_in, n_out):
     """``y[k, a, t, m] = sum_{b, l} table[m, a*L + t, b*L + l] x[k, b, l, m]``: ``(n, n_in, L, L)``
     complex -> ``(n, n_out, L, L)``, one matrix product per ``m`` (a real one on interleaved
-    parts for a real table)."""
+    parts for a real table, or for one given as ``(R, i_in, i_out)`` by :func:`_table`)."""
+    table, i_in, i_out = table
     n, L = x.shape[0], x.shape[-1]
+    if i_in is not None and i_in.any():
+        x = np.array(x)
+        x[:, i_in] *= 1j
     cols = np.ascontiguousarray(np.moveaxis(x, -1, 0).reshape(L, n, n_in * L).transpose(0, 2, 1))
     if np.iscomplexobj(table):
         out = np.matmul(table.astype(x.dtype, copy=False), cols)  # (L, n_out*L, n)
     else:
         cols = cols.view(np.finfo(x.dtype).dtype)  # (L, n_in*L, 2n): parts interleaved
         out = np.matmul(table.astype(cols.dtype, copy=False), cols).view(x.dtype)
-    return np.ascontiguousarray(np.moveaxis(out.reshape(L, n_out, L, n), (3, 1, 2, 0), (0, 1, 2, 3)))
+    out = np.ascontiguousarray(np.moveaxis(out.reshape(L, n_out, L, n), (3, 1, 2, 0), (0, 1, 2, 3)))
+    if i_out is not None and i_out.any():
+        out[:, i_out] *= 1j
+    return out
 
 
 def _alm2leg(alm, spin, quadrature=False, grad_only=False, rings=None, out=None, calls=None):
@@ -219,7 +252,7 @@ def _alm2leg(alm, spin, quadrature=False, grad_only=False, rings=None, out=None,
         if B < T:
             full = np.zeros(ins.shape[:2] + (T, T), ins.dtype)
             full[..., :B, :B] = ins
-        out[...] = _by_table(_legendre_table(T, spin, grad_only), full, n_in, n_out)[..., :B]
+        out[...] = _by_table(_table(T, spin, grad_only, False), full, n_in, n_out)[..., :B]
     else:
         mode = "GRAD_ONLY" if grad_only else "STANDARD"
         todo = [] if calls is None else calls
@@ -259,7 +292,7 @@ def _leg2alm(leg, spin, quadrature=False, grad_only=False, bandlimit=None, calls
     n_in = 1 if grad_only or not spin else 2
     ins = leg.reshape(-1, n_out, T, leg.shape[-1])
     if T <= TABLE_MAX:
-        alm = _by_table(_legendre_table_adjoint(T, spin, grad_only), ins[..., :T], n_out, n_in)
+        alm = _by_table(_table(T, spin, grad_only, True), ins[..., :T], n_out, n_in)
         alm = np.ascontiguousarray(alm[..., :B, :B])
     else:
         alm = np.zeros((ins.shape[0], n_in, B, B), leg.dtype)
