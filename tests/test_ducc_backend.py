@@ -352,6 +352,20 @@ def weighted_sum(op, norm):
     return f
 
 
+def test_float32_statistics_and_gradient_are_close_to_float64():
+    """``dtype="float32"`` runs the host layers in single precision (complex64 components,
+    cotangents and gradient) and stays close to the float64 operator."""
+    L = 16
+    flm = field(L, True)
+    single = s2scat_core.build(L, 3, mode="ducc", dtype="float32")
+    double = operator(L, 3, 0, True, "ducc", False, None)
+    for a, b in zip(single.scatter(flm), double.scatter(flm)):
+        assert a.dtype == jnp.float32 and rel_err(a, b) < 1e-4
+    grads = [jax.grad(lambda x, op=op: jnp.sum(op.scatter(x).S4))(jnp.asarray(flm, dtype))
+             for op, dtype in ((single, jnp.complex64), (double, jnp.complex128))]
+    assert grads[0].dtype == jnp.complex64 and rel_err(grads[0], grads[1]) < 1e-3
+
+
 @pytest.mark.parametrize("reality, normalised", [(True, True), (False, False)])
 def test_reverse_mode_gradients(reality, normalised, legendre_path):
     L = 8
