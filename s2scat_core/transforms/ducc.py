@@ -677,8 +677,12 @@ def _wavelets_real_fourier_ct_start(h, ct, N, cdtype, calls):
     legs = np.stack(ct, out=np.empty((2 * N - 1,) + lead + (L, L, 2), real))
     legs = legs.view(cdtype)[..., 0].reshape(2 * N - 1, -1, L, L)
     _weigh(legs, L)
-    gather = _legs_ct_start(legs, h, N, cdtype, calls)
+    return _real_field_finish(_legs_ct_start(legs, h, N, cdtype, calls), lead, L)
 
+
+def _real_field_finish(gather, lead, L):
+    """``finish()`` for a real field's cotangent ``gather()`` ``(n, L, L)``: ``Im f_l0`` dropped,
+    the batch axes ``lead`` restored."""
     def finish():
         out = gather()
         out[..., 0] = out[..., 0].real
@@ -704,14 +708,7 @@ def _components_ct_start(h, ct, N, cdtype, calls):
     _host_threads.by_rows(lambda out, x: np.multiply(x, factors, out=out), parts, ct)
     parts = parts.swapaxes(0, 1)
     parts[..., 0].imag = 0.0  # f_l0 is real: the imaginary parts at m = 0 carry nothing
-    gather = _parts_ct_start(parts, h, N, cdtype, calls)
-
-    def finish():
-        out = gather()
-        out[..., 0] = out[..., 0].real
-        return out.reshape(lead + (L, L))
-
-    return finish
+    return _real_field_finish(_parts_ct_start(parts, h, N, cdtype, calls), lead, L)
 
 
 def _legs_ct_start(legs, h, N, cdtype, calls):
