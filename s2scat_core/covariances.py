@@ -55,11 +55,6 @@ def s2_fourier(y):
     return jnp.sum(y * y, axis=(-3, -2, -1)) / (4 * np.pi)
 
 
-def as_pairs(F):
-    """Complex ``(..., T, M)`` -> real ``(..., T, M, 2)`` of ``(Re, Im)``."""
-    return jnp.stack([F.real, F.imag], axis=-1)
-
-
 # Below this many elements per direction, the K1 arrays are stacked into one: a few batched
 # kernels instead of K1 small ones compile faster, and copying that little costs nothing.
 STACK_BELOW = 1 << 16

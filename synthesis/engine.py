@@ -40,8 +40,8 @@ __all__ = ["Progress", "SynthesisResult", "resolve_mode", "synthesize"]
 
 #: ``"auto"`` picks ``"ducc"`` on a CPU from this band-limit up. Below it the tabulated kernels
 #: are small and ``"precompute"`` is as fast or faster (2 CPU cores, N = 3, gradient of one
-#: field: precompute 20.6 ms against ducc 30.6 ms at L = 64, but 112 ms against 58 ms at
-#: L = 128; the quickstart, 4 fields at L = 64, takes 90 s with either).
+#: field: precompute 17.5 ms against ducc 21.3 ms at L = 64, but 98.5 ms against 48.9 ms at
+#: L = 128; the quickstart, 4 fields at L = 64, took 90 s with either).
 DUCC_FROM_L = 128
 
 

@@ -586,15 +586,12 @@ def _wavelets_real_start(f, h, N, cdtype, output, calls):
         for fix in after:
             fix()
         if output == "components":
-            out = parts.swapaxes(0, 1)  # (n, C, L, L), contiguous
-            out[..., 0].imag = 0.0
-            _weigh(out, L)
+            out = _weigh(parts.swapaxes(0, 1), L)  # (n, C, L, L), contiguous
             return out.view(np.finfo(cdtype).dtype).reshape(lead + (C, L, L, 2))
         legs = _mix(mixing, parts)  # (2N-1, n, L, L)
         if output == "legs":
             return legs
         if output == "fourier":
-            legs[..., 0].imag = 0.0  # F[t, 0] of a real map is real
             _weigh(legs, L)
             real = np.finfo(cdtype).dtype
             return tuple(x.view(real).reshape(lead + (L, L, 2)) for x in legs)
@@ -605,10 +602,15 @@ def _wavelets_real_start(f, h, N, cdtype, output, calls):
     return finish
 
 
-def _weigh(legs, L):
-    """``legs (..., L, L) *= _ring_factors(L)`` in place, split across the host workers."""
+def _weigh(legs, L, source=None):
+    """``legs (..., L, L) = source * _ring_factors(L)`` (``source`` default ``legs``: in place),
+    split across the host workers, with ``Im F[t, 0]`` set to 0 (a real map's ``F[t, 0]`` is real;
+    :func:`.base.ring_weights` gives it weight 0)."""
     factors = _ring_factors(L)
-    return _host_threads.by_rows(lambda out: np.multiply(out, factors, out=out), legs)
+    _host_threads.by_rows(lambda out, x: np.multiply(x, factors, out=out), legs,
+                          legs if source is None else source)
+    legs[..., 0].imag = 0.0
+    return legs
 
 
 @functools.lru_cache(maxsize=None)
@@ -703,11 +705,7 @@ def _components_ct_start(h, ct, N, cdtype, calls):
     lead = ct.shape[:-4]
     C = ct.shape[-4]
     ct = np.ascontiguousarray(ct).view(cdtype).reshape(-1, C, L, L)
-    parts = np.empty(ct.shape, cdtype)
-    factors = _ring_factors(L)
-    _host_threads.by_rows(lambda out, x: np.multiply(x, factors, out=out), parts, ct)
-    parts = parts.swapaxes(0, 1)
-    parts[..., 0].imag = 0.0  # f_l0 is real: the imaginary parts at m = 0 carry nothing
+    parts = _weigh(np.empty(ct.shape, cdtype), L, source=ct).swapaxes(0, 1)
     return _real_field_finish(_parts_ct_start(parts, h, N, cdtype, calls), lead, L)
 
 
@@ -782,7 +780,6 @@ def _modulus_kernel(f, h, N, cdtype, bandlimit, signs, calls):
     K = legs.shape[0]
     maps = np.empty((legs.shape[1], K, L, 2 * L - 1), real)
     _leg2map(legs, out=maps.swapaxes(0, 1))
-    legs[..., 0].imag = 0.0
     _weigh(legs, L)
     y = np.ascontiguousarray(legs.swapaxes(0, 1)).view(real).reshape(lead + (K, L, L, 2))
     sign = None
@@ -815,11 +812,9 @@ def _modulus_ct_kernel(h, sign, ct_y, ct_m, N, cdtype, bandlimit, calls):
     legs *= _m_weights(L, 1.0, 2.0)
     fy = np.asarray(ct_y, real).reshape(-1, K, L, L, 2).view(cdtype)[..., 0]
     legs += fy.swapaxes(0, 1) * _ring_factors(L)
-    gather = _legs_ct_start(legs, h, N, cdtype, calls)
+    finish = _real_field_finish(_legs_ct_start(legs, h, N, cdtype, calls), lead, L)
     yield
-    out = gather()
-    out[..., 0] = out[..., 0].real
-    return out.reshape(lead + (L, L))
+    return finish()
 
 
 def _two_layers_kernel(halves, hs, bandlimits, pairs, N, cdtype, signs, calls):
