@@ -11,11 +11,12 @@ second wavelet layer, on the grid of ``L_{j1}``), ``Q_j`` the GL weights (``sum 
 * ``S3[j1][j2, k2, k1] = Re sum_tp Q_t conj(N_{j1,j2,k2,k1}) W_{j1,k1}`` (no 1/(4 pi));
 * ``S4[j1][j2, j3, k2, k3, k1] = Re sum_tp Q_t N_{j1,j2,k2,k1} conj(N_{j1,j3,k3,k1})``.
 
-The second layer enters as ring Fourier coefficients with the quadrature folded in (no FFT
-back to maps), one array per direction ``k1`` (:func:`as_rows`), so S3 is a matrix-vector
-product and S4 a Gram matrix per direction ``k1``; no ``(J, J, N, N, pixels)`` product is ever
-formed. A backend may give it as ``C`` components that mix to the directions
-(:class:`~.transforms.base.Mixed`): S4 is then one Gram matrix of all components, mixed after.
+Both layers enter as ring Fourier coefficients with the quadrature folded in (no FFT back to
+maps), one array per direction ``k1`` (:func:`as_rows`), so S3 is a matrix-vector product and
+S4 a Gram matrix per direction ``k1``; no ``(J, J, N, N, pixels)`` product is ever formed. A
+backend may give a scale's two layers as ``C`` components that mix to the directions, in one
+array (:class:`~.transforms.base.Mixed`): S2, S3 and S4 are then blocks of one Gram matrix of
+all its rows, mixed after (:func:`scale_statistics`).
 """
 
 from __future__ import annotations
@@ -24,17 +25,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .transforms.base import Mixed
+from .transforms.base import Layers
 
 
 _SQRT_4PI = float(np.sqrt(4 * np.pi))
 
 
-def mean_variance(flm_full):
-    """Mean and variance of a field from its coefficients ``(L, 2L-1)``; two real scalars."""
-    L = flm_full.shape[-2]
-    f00 = flm_full[0, L - 1]
-    power = jnp.sum(flm_full.real**2 + flm_full.imag**2)
+def mean_variance(flm, half=False):
+    """Mean and variance of a field from its coefficients ``(L, 2L-1)``, or with ``half`` from
+    the ``m >= 0`` half ``(L, L)`` of a real field (``f_{l,-m} = (-1)^m conj(f_lm)``: the power at
+    ``m > 0`` counts twice); two real scalars."""
+    power = flm.real**2 + flm.imag**2
+    if half:
+        f00 = flm[0, 0]
+        power = jnp.sum(power[:, 0]) + 2 * jnp.sum(power[:, 1:])
+    else:
+        f00 = flm[0, flm.shape[-2] - 1]
+        power = jnp.sum(power)
     return jnp.abs(f00) / _SQRT_4PI, (power - jnp.abs(f00) ** 2) / (4 * np.pi)
 
 
@@ -68,31 +75,17 @@ def as_rows(second, stack_below=STACK_BELOW):
     ``(A*K2, X = 2 Lj^2)``, so that S3 is a matrix-vector product and S4 a Gram matrix per
     ``k1``. Large arrays stay a list (reshapes, no copy; a product on each array's own buffer);
     below ``stack_below`` elements each they become one ``(K1, A*K2, X)`` array.
-
-    Or ``second`` is a :class:`~.transforms.base.Mixed` (``parts (A, K2, C, Lj, Lj, 2)``, the
-    directions being mixtures of ``C`` components): then rows ``(A*K2, C, X)`` in a ``Mixed``,
-    read by :func:`s3` and :func:`s4` without forming the directions.
     """
-    if isinstance(second, Mixed):
-        parts = second.parts
-        return Mixed(parts.reshape((parts.shape[0] * parts.shape[1], parts.shape[2], -1)),
-                     second.mixing)
     rows = [s.reshape(s.shape[0] * s.shape[1], -1) for s in second]
     return jnp.stack(rows) if rows[0].size < stack_below else rows
 
 
 def s3(rows, y, A):
     """``S3[a, k2, k1]`` from :func:`as_rows` (``K1`` arrays ``(A*K2, X)``, as a list or
-    stacked, or mixed rows) and the first-layer maps at scale ``j1`` as weighted ring Fourier
-    pairs ``y (K1, Lj, Lj, 2)`` (of their real part: the second layer is real).
-
-    Mixed rows ``R[i, c]`` with ``mixing M (K1, C)``: ``S3[i, k] = sum_c M[k, c] (R[i, c] . y_k)``,
-    one product ``(I*C, X) (X, K1)``."""
+    stacked) and the first-layer maps at scale ``j1`` as weighted ring Fourier pairs
+    ``y (K1, Lj, Lj, 2)`` (of their real part: the second layer is real)."""
     K1 = y.shape[0]
     y = y.reshape(K1, -1)
-    if isinstance(rows, Mixed):
-        z = jnp.einsum("icx,kx->ick", rows.parts, y)
-        return jnp.einsum("kc,ick->ik", jnp.asarray(rows.mixing, z.dtype), z).reshape(A, -1, K1)
     if isinstance(rows, jax.Array):
         return jnp.einsum("kix,kx->ik", rows, y).reshape(A, -1, K1)
     return jnp.stack([rk @ yk for rk, yk in zip(rows, jnp.unstack(y))], axis=-1).reshape(A, -1, K1)
@@ -143,19 +136,49 @@ gram.defvjp(_gram_fwd, _gram_bwd)
 
 def s4(rows, A):
     """``S4[a, b, k2, k3, k1]`` from :func:`as_rows` (``K1`` arrays ``(A*K2, X)``, as a list or
-    stacked): a Gram matrix per ``k1``. Mixed rows ``R (I, C, X)``: one Gram matrix
-    ``G[i, c, j, d] = R[i, c] . R[j, d]`` of all components, then
-    ``S4[i, j, k] = sum_cd M[k, c] M[k, d] G[i, c, j, d]``."""
-    if isinstance(rows, Mixed):
-        I, C, _ = rows.parts.shape
-        G = gram([rows.parts.reshape(I * C, -1)])[0].reshape(I, C, I, C)
-        M = jnp.asarray(rows.mixing, G.dtype)
-        S = jnp.einsum("kc,kd,icjd->ijk", M, M, G)
-        K1 = M.shape[0]
-    else:
-        S = jnp.moveaxis(gram(rows), 0, -1)
-        I, K1 = S.shape[0], S.shape[-1]
+    stacked): a Gram matrix per ``k1``."""
+    return _pairs_first(jnp.moveaxis(gram(rows), 0, -1), A)
+
+
+def _pairs_first(S, A):
+    """``S[i, j, k1]`` with ``i = (a, k2)``, ``j = (b, k3)`` -> ``S4[a, b, k2, k3, k1]``."""
+    I, K1 = S.shape[0], S.shape[-1]
     return S.reshape(A, I // A, A, I // A, K1).transpose(0, 2, 1, 3, 4)
+
+
+def scale_statistics(layers, A):
+    """``(S2, S3, S4)`` of one scale from its two layers (``SphericalTransforms.two_layers``):
+    ``S2 (K,)``; ``S3 (A, K2, K)`` and ``S4 (A, A, K2, K2, K)`` for its ``A`` partners (``None``
+    when ``A = 0``).
+
+    :class:`~.transforms.base.Layers` (directions): :func:`s2_fourier`, :func:`s3` and
+    :func:`s4`. :class:`~.transforms.base.Mixed` (rows ``R[r]`` of components, mixing ``M (K,
+    C)``): one Gram matrix ``G = R R^T`` of all the rows, the second layer's ``R[i, c]`` and
+    the first layer's ``Y[c]``, then
+
+    * ``S2[k] = sum_cd M[k, c] M[k, d] (Y[c] . Y[d]) / (4 pi)``,
+    * ``S3[i, k] = sum_cd M[k, c] M[k, d] (R[i, c] . Y[d])``,
+    * ``S4[i, j, k] = sum_cd M[k, c] M[k, d] (R[i, c] . R[j, d])``;
+
+    its VJP is one product, ``(C + C^T) R``, for every statistic at once.
+    """
+    if isinstance(layers, Layers):
+        S2 = s2_fourier(layers.first)
+        if not A:
+            return S2, None, None
+        rows = as_rows(layers.second)
+        return S2, s3(rows, layers.first, A), s4(rows, A)
+    rows, mixing = layers
+    n, C = rows.shape[0], mixing.shape[1]
+    G = gram([rows.reshape(n, -1)])[0]
+    M = jnp.asarray(mixing, G.dtype)
+    I = n // C - 1  # second-layer maps
+    S2 = jnp.einsum("kc,kd,cd->k", M, M, G[I * C:, I * C:]) / (4 * np.pi)
+    if not A:
+        return S2, None, None
+    S3 = jnp.einsum("kc,kd,icd->ik", M, M, G[:I * C, I * C:].reshape(I, C, C))
+    S4 = jnp.einsum("kc,kd,icjd->ijk", M, M, G[:I * C, :I * C].reshape(I, C, I, C))
+    return S2, S3.reshape(A, I // A, -1), _pairs_first(S4, A)
 
 
 def normalise(S1, S2, S3, S4, norm):

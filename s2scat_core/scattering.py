@@ -26,7 +26,7 @@ from . import transforms, wavelets
 from ._checks import check_choice, check_scales
 from ._malloc import keep_freed_memory
 from .transforms import directional
-from .transforms.base import expand_half, gl_weights, layers_from_maps
+from .transforms.base import gl_weights, layers_from_maps
 
 
 class Covariances(NamedTuple):
@@ -237,47 +237,44 @@ def build(L: int, N: int, J_min: int = 0, *, reality: bool = True, mode: str = "
 
 # -------------------------------------------------------------------- the computation
 def _as_input(op: Scattering, flm):
-    """The coefficients the first layer reads (half for real fields) and the full array."""
+    """The coefficients the first layer reads: the ``m >= 0`` half for real fields."""
     c = op.config
-    if c.reality:
-        half = flm if flm.shape[-1] == c.L else flm[..., c.L - 1:]
-        return half, expand_half(half)
-    return flm, flm
+    if c.reality and flm.shape[-1] != c.L:
+        return flm[..., c.L - 1:]
+    return flm
 
 
-def _layers(op: Scattering, flm):
-    """Both layers of one field: ``ys[j] (2N-1, Lj, Lj, 2)`` weighted ring Fourier pairs of the
-    (real parts of the) maps ``W_j``, ``S2[j] (2N-1,)``, the moduli's ``l = 0`` coefficients
-    ``means[j] (2N-1, 1, 1)``, and for each ``(j1, partners)`` of ``pairs`` the second layer
-    (``SphericalTransforms.two_layers``)."""
+def _statistics(op: Scattering, flm):
+    """S1, S2, S3 and S4 of one field, lists over the scales (S3, S4: over the scales ``j1``
+    that have partners), from both layers at every scale (``SphericalTransforms.two_layers``;
+    :func:`.covariances.scale_statistics`)."""
     c = op.config
     hs = [op.weights[str(j)] for j in c.scales]
     bandlimits = [c.modulus_bandlimit(j) for j in c.scales]
-    pairs = [(j1, c.partners(j1)) for j1 in c.scales if c.partners(j1)]
     index = {j: i for i, j in enumerate(c.scales)}
-    pair_index = [(index[j1], tuple(index[j2] for j2 in partners)) for j1, partners in pairs]
+    pairs = [(index[j1], tuple(index[j2] for j2 in c.partners(j1)))
+             for j1 in c.scales if c.partners(j1)]
     if c.reality:
-        ys, means, seconds = directional.two_layers(op.backend, flm, hs, c.N, bandlimits,
-                                                    pair_index)
-        S2 = [cov.s2_fourier(y) for y in ys]
+        layers, means = directional.two_layers(op.backend, flm, hs, c.N, bandlimits, pairs)
     else:
         W = directional.analysis_scales(op.backend, [flm] * len(hs), hs, c.N, real=False)
+        layers, means = layers_from_maps(op.backend, W, hs, c.N, bandlimits, pairs)
+    stats = [cov.scale_statistics(layer, len(c.partners(j))) for layer, j in zip(layers, c.scales)]
+    if c.reality:
+        S2 = [s[0] for s in stats]
+    else:  # |W|^2 of complex maps; the layers hold their real part
         S2 = [cov.s2(w, op.quadrature[str(j)]) for w, j in zip(W, c.scales)]
-        ys, means, seconds = layers_from_maps(op.backend, W, hs, c.N, bandlimits, pair_index)
-    return dict(zip(c.scales, ys)), S2, means, list(zip(pairs, seconds))
+    S1 = [cov.s1(m) for m in means]
+    S3 = [s[1] for s in stats if s[1] is not None]
+    S4 = [s[2] for s in stats if s[2] is not None]
+    return S1, S2, S3, S4
 
 
 def _single(op: Scattering, flm, norm):
     c = op.config
-    first_input, full = _as_input(op, flm)
-    mean, var = cov.mean_variance(full)
-    ys, S2, means, seconds = _layers(op, first_input)
-    S1 = [cov.s1(m) for m in means]
-    S3, S4 = [], []
-    for (j1, partners), second in seconds:
-        rows = cov.as_rows(second)
-        S3.append(cov.s3(rows, ys[j1], len(partners)))
-        S4.append(cov.s4(rows, len(partners)))
+    first_input = _as_input(op, flm)
+    mean, var = cov.mean_variance(first_input, half=c.reality)
+    S1, S2, S3, S4 = _statistics(op, first_input)
     if norm is not None:
         S1, S2, S3, S4 = cov.normalise(S1, S2, S3, S4, norm)
     if c.isotropic:
@@ -306,7 +303,7 @@ def _scatter(op: Scattering, flm, norm):
 
 def _norm_single(op: Scattering, flm):
     c = op.config
-    first_input, _ = _as_input(op, flm)
+    first_input = _as_input(op, flm)
     hs = [op.weights[str(j)] for j in c.scales]
     if c.reality:
         ys = directional.analysis_scales(op.backend, [first_input] * len(hs), hs, c.N, real=True,

@@ -69,27 +69,34 @@ def test_s3_s4_from_ring_coefficients_equal_pixel_sums(stack_below):
     assert rel_err(cov.s4(rows, A), s4) < 1e-13
 
 
-def test_s3_s4_from_mixed_components_equal_those_of_the_mixed_directions():
-    """Rows given as components and a mixing matrix (``base.Mixed``) give the S3 and S4 of
-    the directions they mix to, and the same gradients."""
-    from s2scat_core.transforms.base import Mixed
+@pytest.mark.parametrize("A", [0, 2])
+def test_scale_statistics_from_mixed_components_equal_those_of_the_mixed_directions(A):
+    """A scale's layers given as components in one array and a mixing matrix (``base.Mixed``)
+    give the S2, S3 and S4 of the directions they mix to (``base.Layers``), and the same
+    gradients."""
+    from s2scat_core.transforms.base import Layers, Mixed
 
-    A, K2, C, K1, L = 2, 3, 2, 3, 5
+    K2, C, K1, L = 3, 2, 3, 5
     rng = np.random.default_rng(7)
-    parts = jnp.asarray(rng.standard_normal((A, K2, C, L, L, 2)))
-    y = jnp.asarray(rng.standard_normal((K1, L, L, 2)))
+    second = jnp.asarray(rng.standard_normal((A, K2, C, L, L, 2)))
+    first = jnp.asarray(rng.standard_normal((C, L, L, 2)))
     mixing = rng.standard_normal((K1, C))
 
-    def stats(parts, y, mixed):
+    def stats(second, first, mixed):
         if mixed:
-            rows = cov.as_rows(Mixed(parts, mixing))
+            rows = jnp.concatenate([second.reshape((-1, L, L, 2)), first])
+            out = cov.scale_statistics(Mixed(rows, mixing), A)
         else:
-            rows = cov.as_rows(tuple(jnp.einsum("kc,abcxyz->kabxyz", mixing, parts)), 0)
-        return jnp.concatenate([cov.s3(rows, y, A).ravel(), cov.s4(rows, A).ravel()])
+            directions = tuple(jnp.einsum("kc,abcxyz->kabxyz", mixing, second)) if A else None
+            out = cov.scale_statistics(Layers(jnp.einsum("kc,cxyz->kxyz", mixing, first),
+                                              directions), A)
+        assert (out[1] is None) == (out[2] is None) == (A == 0)
+        return jnp.concatenate([s.ravel() for s in out if s is not None])
 
-    assert rel_err(stats(parts, y, True), stats(parts, y, False)) < 1e-13
-    ct = jnp.asarray(rng.standard_normal(stats(parts, y, False).shape))
-    grads = [jax.vjp(lambda p, q: stats(p, q, mixed), parts, y)[1](ct) for mixed in (True, False)]
+    assert rel_err(stats(second, first, True), stats(second, first, False)) < 1e-13
+    ct = jnp.asarray(rng.standard_normal(stats(second, first, False).shape))
+    grads = [jax.vjp(lambda p, q: stats(p, q, mixed), second, first)[1](ct)
+             for mixed in (True, False)]
     for a, b in zip(*grads):
-        assert rel_err(a, b) < 1e-13
-    check_grads(lambda p, q: stats(p, q, True), (parts, y), order=1, modes=["rev"])
+        assert a.shape == b.shape and (a.size == 0 or rel_err(a, b) < 1e-13)
+    check_grads(lambda p, q: stats(p, q, True), (second, first), order=1, modes=["rev"])

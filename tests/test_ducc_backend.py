@@ -254,14 +254,16 @@ def test_fused_real_wavelets_equal_the_spin_transforms(N, L, legendre_path):
 
 @pytest.mark.parametrize("N", [1, 2, 3, 4])
 def test_two_layers_components_mix_to_the_default_directions(N, legendre_path):
-    """ducc's ``two_layers`` returns its second layer as components (``base.Mixed``); mixed,
-    they equal the directions of the default composition on precompute, and so do the first
-    layer and the means: values, VJP, and ``vmap`` against the batch axis."""
+    """ducc's ``two_layers`` returns each scale's layers as components in one array
+    (``base.Mixed``: the second layer's, then the first layer's); mixed, they equal the
+    directions of the default composition on precompute (``base.Layers``), and so do the
+    means: values, VJP, and ``vmap`` against the batch axis."""
     from s2scat_core import wavelets
     from s2scat_core.transforms import directional
-    from s2scat_core.transforms.base import Mixed
+    from s2scat_core.transforms.base import Layers, Mixed
 
     L = 16
+    K = 2 * N - 1
     psi, _ = wavelets.filters(L, N)
     scales = range(wavelets.j_max(L) - 2, wavelets.j_max(L) + 1)
     Ls = [wavelets.scale_bandlimit(L, j) for j in scales]
@@ -269,17 +271,28 @@ def test_two_layers_components_mix_to_the_default_directions(N, legendre_path):
     spins = [-int(n) for n in wavelets.directions(N) if n > 0]
     backends = {mode: transforms.get(mode)(Ls, spins) for mode in ("precompute", "ducc")}
     pairs = ((0, (1, 2)), (1, (2,)))
+    partners = dict(pairs)
     bandlimits = (1, Ls[0], Ls[1])  # |W_i| is read to the largest L_i1 it pairs with
 
     def run(backend, x):
         halves_ = tuple(directional.real_half(x[..., :h.shape[0], :h.shape[0]]) for h in hs)
-        ys, means, seconds = backend.two_layers(halves_, hs, N, bandlimits, pairs)
-        flat = [y.ravel() for y in ys] + [m.real.ravel() for m in means]
-        for second in seconds:
-            if backend is backends["ducc"]:
-                assert isinstance(second, Mixed) and second.mixing.shape[0] == 2 * N - 1
-                second = jnp.einsum("kc,...cxyz->k...xyz", second.mixing, second.parts)
-            flat.append(jnp.stack(second).ravel())
+        layers, means = backend.two_layers(halves_, hs, N, bandlimits, pairs)
+        flat = [m.real.ravel() for m in means]
+        for i, layer in enumerate(layers):
+            A, Li = len(partners.get(i, ())), Ls[i]
+            if backend is backends["ducc"]:  # rows (..., (A*K + 1) C, Li, Li, 2)
+                assert isinstance(layer, Mixed) and layer.mixing.shape[0] == K
+                C = layer.mixing.shape[1]
+                rows = layer.rows.reshape(layer.rows.shape[:-4] + (A * K + 1, C, Li, Li, 2))
+                mixed = jnp.einsum("kc,...rcxyz->...rkxyz", layer.mixing, rows)
+                first = mixed[..., A * K, :, :, :, :]  # (..., K, Li, Li, 2)
+                second = mixed[..., :A * K, :, :, :, :].reshape(mixed.shape[:-5] + (A, K, K, Li, Li, 2))
+                second = jnp.moveaxis(second, -4, 0)  # (K1, ..., A, K2, Li, Li, 2)
+            else:
+                assert isinstance(layer, Layers) and (layer.second is None) == (A == 0)
+                first = layer.first
+                second = jnp.stack(layer.second) if A else jnp.zeros(0)
+            flat += [first.ravel(), second.ravel()]
         return jnp.concatenate(flat)
 
     x = jnp.asarray(halves(L, (2,)))

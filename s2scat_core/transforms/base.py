@@ -65,18 +65,35 @@ def ring_fourier_pairs(w):
     return jnp.stack([F.real, F.imag], axis=-1) * ring_weights(jnp.asarray(gl_weights(T), w.dtype))
 
 
-class Mixed(NamedTuple):
-    """A second layer given as ``C`` components whose mixtures are its ``K`` directions.
+class Layers(NamedTuple):
+    """One scale's two wavelet layers as directions: what its S2, S3 and S4 read.
 
-    ``parts (..., A, K2, C, L1, L1, 2)``: weighted ring Fourier pairs (as in
-    :meth:`SphericalTransforms.wavelets_real_fourier`) of ``C`` component maps; ``mixing
-    (K, C)`` (NumPy): direction ``k`` is ``sum_c mixing[k, c] parts[..., c, :, :, :]``. A backend
-    whose directions are such mixtures (``C < K``: a real field's wavelet maps are mixtures of
-    its spin components) returns this from :meth:`SphericalTransforms.two_layers`, and the
-    statistics contract the components (:func:`s2scat_core.covariances.as_rows`).
+    ``first (..., K, L, L, 2)``: the maps ``W_k`` of the scale as weighted ring Fourier pairs
+    (:func:`ring_fourier_pairs`); ``second``: ``None`` if no scale pairs with this one, else the
+    second layer at this scale, a tuple of ``K`` arrays ``(..., A, K2, L, L, 2)`` (direction
+    ``k``; ``A`` partners, ``K2`` directions of their moduli), as
+    :meth:`SphericalTransforms.wavelets_real_fourier` gives them.
     """
 
-    parts: jax.Array
+    first: jax.Array
+    second: tuple | None
+
+
+class Mixed(NamedTuple):
+    """One scale's two layers as ``C`` components whose mixtures are the ``K`` directions, in
+    one array: the statistics then take one Gram matrix of its rows.
+
+    ``rows (..., A*K2*C + C, L, L, 2)``: weighted ring Fourier pairs (as :class:`Layers`) of
+    the second layer's components (``A`` partners, ``K2`` directions of their moduli, ``C``
+    components, in that order; none if no scale pairs with this one) and then of the first
+    layer's ``C`` components; ``mixing (K, C)`` (NumPy): direction ``k`` of a map is
+    ``sum_c mixing[k, c]`` times its component ``c``. A backend whose directions are such
+    mixtures (``C < K``: a real field's wavelet maps are mixtures of its spin components)
+    returns this from :meth:`SphericalTransforms.two_layers`
+    (:func:`s2scat_core.covariances.scale_statistics` reads it).
+    """
+
+    rows: jax.Array
     mixing: np.ndarray
 
 
@@ -175,13 +192,11 @@ class SphericalTransforms(abc.ABC):
             pairs: ``((i1, (i2, ...)), ...)``, each second-layer scale with the moduli it reads.
 
         Returns:
-            ``(ys, means, seconds)``: ``ys[i] (..., K, Li, Li, 2)`` the maps ``W_i`` as weighted
-            ring Fourier pairs (:func:`ring_fourier_pairs`), all S2 and S3 need of them;
-            ``means[i] (..., K, 1, 1)`` the ``l = 0`` coefficients of ``|W_i|`` (S1);
-            ``seconds[p]``, for ``pairs[p] = (i1, (i2, ...))``, the second layer: the
-            :meth:`wavelets_real_fourier` at scale ``i1`` of the moduli ``|W_i2|`` read to
-            ``L_i1``, stacked, a tuple of ``K`` arrays ``(..., A, K, L_i1, L_i1, 2)``, or the
-            same as :class:`Mixed` components.
+            ``(layers, means)``: ``layers[i]``, what scale ``i``'s S2, S3 and S4 read: a
+            :class:`Layers` (the first layer ``W_i`` and, if ``i`` is some ``i1`` of ``pairs``,
+            the second layer: the :meth:`wavelets_real_fourier` at scale ``i1`` of the moduli
+            ``|W_i2|`` read to ``L_i1``, stacked), or the same as :class:`Mixed` components;
+            ``means[i] (..., K, 1, 1)`` the ``l = 0`` coefficients of ``|W_i|`` (S1).
 
         The default composes :meth:`wavelets_real_scales`, an FFT, :meth:`analysis_real_scales`
         and :meth:`wavelets_real_scales` again; a backend may keep everything in between
@@ -205,14 +220,15 @@ class SphericalTransforms(abc.ABC):
 
 def layers_from_maps(backend, W, hs, N: int, bandlimits, pairs):
     """:meth:`SphericalTransforms.two_layers` from the first layer's maps ``W[i] (..., K, Li,
-    2Li-1)`` (real, or complex for a complex field: ``ys`` then holds their real part, the
-    moduli are ``|W|``), the rest by the backend's own methods."""
-    ys = tuple(ring_fourier_pairs(w.real) for w in W)
+    2Li-1)`` (real, or complex for a complex field: the first layers then hold their real
+    part, the moduli are ``|W|``), the rest by the backend's own methods."""
     moduli = backend.analysis_real_scales([jnp.abs(w) for w in W], bandlimits)
     stacks = [jnp.stack([moduli[i2][..., :hs[i1].shape[0], :hs[i1].shape[0]]
                          for i2 in partners], axis=-4) for i1, partners in pairs]
     seconds = backend.wavelets_real_scales(stacks, [hs[i1] for i1, _ in pairs], N, fourier=True)
-    return ys, tuple(m[..., :1, :1] for m in moduli), seconds
+    second = dict(zip((i1 for i1, _ in pairs), seconds))
+    layers = tuple(Layers(ring_fourier_pairs(w.real), second.get(i)) for i, w in enumerate(W))
+    return layers, tuple(m[..., :1, :1] for m in moduli)
 
 
 def register(cls):

@@ -118,6 +118,48 @@ def _run(calls):
     _host_threads.share(drain)
 
 
+class _Calls(list):
+    """The ducc0 calls a round queues (a list of them). :meth:`launch` starts those queued so
+    far on the host pool's workers and returns, so that the calling thread can go on with
+    work that does not wait for them (the small scales' table products); :meth:`run`, at the
+    end of the round, launches the rest, drains the queue with the calling thread too, and
+    waits for all of them (as :func:`_run`)."""
+
+    def __init__(self):
+        super().__init__()
+        self._queue = collections.deque()
+        self._workers = []
+
+    def launch(self):
+        if not self or _host_threads.THREADS == 1 or _host_threads.in_worker():
+            return
+        self._queue.extend(sorted(self, key=_work, reverse=True))
+        self.clear()
+        if not self._workers:
+            pool = _host_threads.pool()
+            self._workers = [pool.submit(self._drain) for _ in range(_host_threads.THREADS - 1)]
+
+    def _drain(self):
+        while True:
+            try:
+                call = self._queue.popleft()
+            except IndexError:
+                return
+            call(nthreads=1)
+
+    def run(self):
+        if not self._workers:
+            _run(list(self))
+            self.clear()
+            return
+        self._queue.extend(sorted(self, key=_work, reverse=True))
+        self.clear()
+        self._drain()
+        for worker in self._workers:
+            worker.result()
+        self._workers = []
+
+
 def _work(call):
     """Rough cost of a call: rings times the ``(l, m)`` it covers, twice for a spin pair."""
     kw = call.keywords
@@ -235,7 +277,8 @@ def _alm2leg(alm, spin, quadrature=False, grad_only=False, rings=None, out=None,
     being zero, and the output still has 2 components), any for ``spin = 0`` (one call each).
     ``T = rings`` (default ``B``) GL rings: coefficients of a lower band-limit on a finer grid.
     ``quadrature`` multiplies ring ``t`` by its GL weight. ``out`` may be a strided view
-    (ducc0 writes in place).
+    (ducc0 writes in place), with any leading axes that hold ``n`` maps (``(*lead, 2 or 1, T,
+    B)``, in C order); it is returned as given.
     """
     B = alm.shape[-1]
     T = B if rings is None else rings
@@ -243,27 +286,30 @@ def _alm2leg(alm, spin, quadrature=False, grad_only=False, rings=None, out=None,
     n_in = 1 if grad_only or not spin else 2
     n_out = 2 if spin else 1
     ins = np.ascontiguousarray(alm).reshape(-1, n_in, B, B)
+    given = out is not None
     if out is None:
         out = np.empty((ins.shape[0], n_out, T, B), alm.dtype)
-    elif out.shape != (ins.shape[0], n_out, T, B):
+    elif out.shape[-3:] != (n_out, T, B) or int(np.prod(out.shape[:-3])) != ins.shape[0]:
         raise ValueError(f"ducc: leg output of shape {out.shape}, expected {(ins.shape[0], n_out, T, B)}")
     if T <= TABLE_MAX:
         full = ins
         if B < T:
             full = np.zeros(ins.shape[:2] + (T, T), ins.dtype)
             full[..., :B, :B] = ins
-        out[...] = _by_table(_table(T, spin, grad_only, False), full, n_in, n_out)[..., :B]
+        out[...] = _by_table(_table(T, spin, grad_only, False), full, n_in, n_out)[..., :B].reshape(
+            out.shape)
     else:
         mode = "GRAD_ONLY" if grad_only else "STANDARD"
+        outs = out if out.ndim == 4 else [out[i] for i in np.ndindex(out.shape[:-3])]
         todo = [] if calls is None else calls
         todo += [functools.partial(ducc0.sht.alm2leg, alm=a, spin=spin, leg=o[..., m], mode=mode,
                                    **block)
-                 for a, o in zip(ins.reshape(-1, n_in, B * B), out) for m, block in _blocks(T, B)]
+                 for a, o in zip(ins.reshape(-1, n_in, B * B), outs) for m, block in _blocks(T, B)]
         if calls is None:
             _run(todo)
     if quadrature:
         out *= w[:, None]
-    return out.reshape((alm.shape[0], -1, T, B))
+    return out if given else out.reshape((alm.shape[0], -1, T, B))
 
 
 def _leg2map(leg, out=None):
@@ -445,25 +491,28 @@ def _together(kernels):
     order. A kernel is a callable of ``calls`` that queues ducc0 calls on it and returns either
     ``finish()`` (one round of calls) or a generator that yields after each round it queues
     and returns its result (several rounds: transforms that feed transforms)."""
-    calls = []
+    calls = _Calls()
     rounds = _lockstep([_rounds(kernel, calls) for kernel in kernels])
     while True:
         try:
             next(rounds)
         except StopIteration as stop:
             return tuple(stop.value)
-        _run(calls)
-        calls.clear()
+        calls.run()
 
 
-def _lockstep(generators):
+def _lockstep(generators, launch=None):
     """A generator that advances ``generators`` one round each, yields (their calls to run),
-    and so on; it returns the list of their results."""
+    and so on; it returns the list of their results. ``launch``: ``(k, calls)``: in each round,
+    the calls queued by the first ``k`` generators are launched (:meth:`_Calls.launch`) before
+    the others advance, side by side with them."""
     results = [None] * len(generators)
     pending = list(range(len(generators)))
     while pending:
         still = []
         for i in pending:
+            if launch is not None and i >= launch[0]:
+                launch[1].launch()
             try:
                 next(generators[i])
                 still.append(i)
@@ -544,7 +593,7 @@ def _components(N, L):
     return terms, np.stack(columns, axis=1)
 
 
-def _wavelets_real_start(f, h, N, cdtype, output, calls):
+def _wavelets_real_start(f, h, N, cdtype, output, calls, out=None):
     """Real-field wavelet maps at one scale: ``(..., L, L)`` half, ``h`` -> ``(..., 2N-1, L, 2L-1)``.
 
     ``leg_k = leg_0 + sum_{n > 0} (2 cos(n gamma_k) legQ_n + 2 sin(n gamma_k) legU_n)``, where
@@ -555,10 +604,11 @@ def _wavelets_real_start(f, h, N, cdtype, output, calls):
 
     ``output``: ``"maps"``; ``"fourier"``, the ``leg_k`` themselves weighted by
     :func:`.base.ring_weights`, a tuple of ``2N-1`` arrays ``(..., L, L, 2)`` real pairs;
-    ``"components"``, the components unmixed and weighted so, ``(..., C, L, L, 2)`` (to be mixed
-    by :func:`_components`' matrix: :class:`.base.Mixed`); or ``"legs"``, the ``leg_k`` as they
-    are, ``(2N-1, n, L, L)`` complex (batch flattened). ducc0's calls are queued on ``calls``;
-    the result is ``finish()`` once they have run.
+    ``"components"``, the components unmixed and weighted so, written to ``out (..., C, L, L)``
+    complex (may be strided; to be mixed by :func:`_components`' matrix: :class:`.base.Mixed`);
+    or ``"legs"``, the ``leg_k`` as they are, ``(2N-1, n, L, L)`` complex (batch flattened), and
+    the components, ``(C, n, L, L)``. ducc0's calls are queued on ``calls``; the result is
+    ``finish()`` once they have run.
     """
     f = np.array(f, cdtype)
     L = f.shape[-1]
@@ -568,29 +618,29 @@ def _wavelets_real_start(f, h, N, cdtype, output, calls):
     h = _weights(h, L, N)
     terms, mixing = _components(N, L)
     C = mixing.shape[1]
-    if output == "components":  # map first, as returned; else component first, as mixed
-        parts = np.empty(f.shape[:1] + (C,) + f.shape[1:], cdtype).swapaxes(0, 1)
+    if output == "components":  # written where the caller wants them, component axis first
+        parts = np.moveaxis(out, -3, 0)
     else:
         parts = np.empty((C,) + f.shape, cdtype)
     after = []
     c = 0
     for i, n in terms:
         if n == 0:
-            _alm2leg((f * h[:, i, None])[:, None], 0, out=parts[c, :, None], calls=calls)
+            _alm2leg((f * h[:, i, None])[:, None], 0, out=parts[c, ..., None, :, :], calls=calls)
             c += 1
         else:
-            after += _spin_legs(f, h[:, i], n, out=parts[c:c + 2].swapaxes(0, 1), calls=calls)
+            after += _spin_legs(f, h[:, i], n, out=np.moveaxis(parts[c:c + 2], 0, -3), calls=calls)
             c += 2
 
     def finish():
         for fix in after:
             fix()
         if output == "components":
-            out = _weigh(parts.swapaxes(0, 1), L)  # (n, C, L, L), contiguous
-            return out.view(np.finfo(cdtype).dtype).reshape(lead + (C, L, L, 2))
+            _weigh(out, L)
+            return None
         legs = _mix(mixing, parts)  # (2N-1, n, L, L)
         if output == "legs":
-            return legs
+            return legs, parts
         if output == "fourier":
             _weigh(legs, L)
             real = np.finfo(cdtype).dtype
@@ -606,7 +656,7 @@ def _weigh(legs, L, source=None):
     """``legs (..., L, L) = source * _ring_factors(L)`` (``source`` default ``legs``: in place),
     split across the host workers, with ``Im F[t, 0]`` set to 0 (a real map's ``F[t, 0]`` is real;
     :func:`.base.ring_weights` gives it weight 0)."""
-    factors = _ring_factors(L)
+    factors = _ring_factors(L, legs.dtype)
     _host_threads.by_rows(lambda out, x: np.multiply(x, factors, out=out), legs,
                           legs if source is None else source)
     legs[..., 0].imag = 0.0
@@ -614,17 +664,20 @@ def _weigh(legs, L, source=None):
 
 
 @functools.lru_cache(maxsize=None)
-def _ring_factors(L):
-    """``(L, L)`` real factors of complex ``F[t, m]`` equal to :func:`.base.ring_weights` on its
-    real part (its imaginary part is zero at ``m = 0``, where that weight is 0)."""
+def _ring_factors(L, dtype=np.float64):
+    """``(L, L)`` factors of complex ``F[t, m]`` equal to :func:`.base.ring_weights` on its
+    real part (its imaginary part is zero at ``m = 0``, where that weight is 0), of ``dtype``
+    (a complex one: NumPy multiplies complex arrays by complex ones faster than by real ones,
+    0.30 against 0.43 ms for 3.9 MB)."""
     _, w = _grid(L)
-    return ring_weights(w)[..., 0]
+    return ring_weights(w)[..., 0].astype(dtype)
 
 
 def _spin_legs(f, hn, n, out, calls):
-    """``out[:, 0], out[:, 1] = legQ, legU`` (``out (B, 2, L, L)``, may be strided) of the spin-``n``
-    pair of ``f h_n`` (spin ``-n`` field), once ``calls`` have run (:func:`_run`) and then the
-    returned fixes (a list of callables)."""
+    """``legQ, legU`` of the spin-``n`` pair of ``f h_n`` (spin ``-n`` field) written to
+    ``out (..., 2, L, L)`` (may be strided; its leading axes hold the ``B`` maps of
+    ``f (B, L, L)``), once ``calls`` have run (:func:`_run`) and then the returned fixes (a list
+    of callables)."""
     se = -((-1.0) ** n)
     kind = _spin_parts(hn)
     if kind == "both":
@@ -633,9 +686,10 @@ def _spin_legs(f, hn, n, out, calls):
     elif kind == "grad":
         _alm2leg((se * hn.real[:, None] * f)[:, None], n, grad_only=True, out=out, calls=calls)
     else:  # Q + iU = i (Q' + iU'): (Q', U') written swapped, then Q = -U'
-        _alm2leg((-se * hn.imag[:, None] * f)[:, None], n, grad_only=True, out=out[:, ::-1],
-                 calls=calls)
-        return [functools.partial(np.negative, out[:, 0], out=out[:, 0])]
+        _alm2leg((-se * hn.imag[:, None] * f)[:, None], n, grad_only=True,
+                 out=out[..., ::-1, :, :], calls=calls)
+        q = out[..., 0, :, :]
+        return [functools.partial(np.negative, q, out=q)]
     return []
 
 
@@ -763,46 +817,53 @@ def _spin_legs_ct(ct, hn, n, calls):
 
 
 # ------------------------------------------------------------------ first layer and moduli
-def _modulus_kernel(f, h, N, cdtype, bandlimit, signs, calls):
+def _modulus_kernel(f, h, N, cdtype, bandlimit, signs, first, calls):
     """First layer of a real field at one scale and the analysis of its moduli (two rounds).
 
-    ``f (..., L, L)`` half -> ``y (..., 2N-1, L, L, 2)``, the weighted ring Fourier coefficients
-    of the maps ``W_k`` (as ``"fourier"`` in :func:`_wavelets_real_start`), ``M (..., 2N-1, B, B)``
-    the analysis of ``|W_k|`` to ``B = bandlimit``, and, with ``signs``, ``sign(W_k)``
-    ``(..., 2N-1, L, 2L-1)`` int8 (for the VJP). The maps stay on the host.
+    ``f (..., L, L)`` half -> the weighted components of the maps ``W_k`` (as ``"components"``
+    in :func:`_wavelets_real_start`) written to ``first (..., C, L, L)`` complex, and returns
+    ``M (..., 2N-1, B, B)``, the analysis of ``|W_k|`` to ``B = bandlimit``, and, with
+    ``signs``, ``sign(W_k)`` ``(..., 2N-1, L, 2L-1)`` int8 (for the VJP). The maps stay on the
+    host.
     """
     L = f.shape[-1]
     lead = f.shape[:-2]
     real = np.finfo(cdtype).dtype
     finish = _wavelets_real_start(f, h, N, cdtype, "legs", calls)
     yield
-    legs = finish()  # (K, n, L, L)
+    legs, parts = finish()  # (K, n, L, L), (C, n, L, L)
+    _weigh(first, L, source=np.moveaxis(parts.reshape(parts.shape[:1] + lead + (L, L)), 0, -3))
     K = legs.shape[0]
     maps = np.empty((legs.shape[1], K, L, 2 * L - 1), real)
     _leg2map(legs, out=maps.swapaxes(0, 1))
-    _weigh(legs, L)
-    y = np.ascontiguousarray(legs.swapaxes(0, 1)).view(real).reshape(lead + (K, L, L, 2))
     sign = None
     if signs:
         sign = np.empty(maps.shape, np.int8)
-        _host_threads.by_rows(lambda out, x: np.sign(x, out=out, casting="unsafe"), sign, maps)
+        _host_threads.by_rows(_sign, sign, maps)
         sign = sign.reshape(lead + (K, L, 2 * L - 1))
     _host_threads.by_rows(lambda out: np.abs(out, out=out), maps)
     moduli = _analysis_real_start(maps, L, cdtype, bandlimit, calls)
     yield
-    return y, moduli().reshape(lead + (K, bandlimit, bandlimit)), sign
+    return moduli().reshape(lead + (K, bandlimit, bandlimit)), sign
 
 
-def _modulus_ct_kernel(h, sign, ct_y, ct_m, N, cdtype, bandlimit, calls):
-    """VJP of :func:`_modulus_kernel`: cotangents of ``y`` and ``M`` -> that of ``f (..., L, L)``
-    (two rounds). ``|W|`` passes ``ct`` on as ``sign(W) ct``; the maps' cotangent enters through
-    its FFT with ``m > 0`` doubled (as :func:`_wavelets_real_ct_start`), ``y``'s as in
-    :func:`_wavelets_real_fourier_ct_start`, and both go through one adjoint transform."""
+def _sign(out, x):
+    """``out = sign(x)`` as int8 (-1, 0 or 1): two comparisons, faster than ``np.sign`` with a
+    cast."""
+    np.greater(x, 0, out=out.view(np.bool_))
+    out -= np.less(x, 0).view(np.int8)
+
+
+def _modulus_ct_kernel(h, sign, ct_first, ct_m, N, cdtype, bandlimit, calls):
+    """VJP of :func:`_modulus_kernel`: cotangents of the components ``first`` (real pairs
+    ``(..., C, L, L, 2)``) and of ``M`` -> that of ``f (..., L, L)`` (two rounds). ``|W|`` passes
+    ``ct`` on as ``sign(W) ct``; the maps' cotangent enters through its FFT with ``m > 0``
+    doubled (as :func:`_wavelets_real_ct_start`) and is unmixed to components, ``first``'s is
+    weighted as in :func:`_components_ct_start`, and both go through one adjoint transform."""
     h = _weights(h, h.shape[-2], N)
     L = h.shape[0]
     K = 2 * N - 1
-    real = np.finfo(cdtype).dtype
-    lead = ct_y.shape[:-4]
+    lead = ct_first.shape[:-4]
     finish = _analysis_real_ct_start(ct_m, L, cdtype, bandlimit, calls)
     yield
     g = finish().reshape(-1, K, L, 2 * L - 1)  # cotangent of |W|
@@ -810,74 +871,131 @@ def _modulus_ct_kernel(h, sign, ct_y, ct_m, N, cdtype, bandlimit, calls):
     legs = np.empty((K, g.shape[0], L, L), cdtype)
     _map2leg(g, out=legs.swapaxes(0, 1))
     legs *= _m_weights(L, 1.0, 2.0)
-    fy = np.asarray(ct_y, real).reshape(-1, K, L, L, 2).view(cdtype)[..., 0]
-    legs += fy.swapaxes(0, 1) * _ring_factors(L)
-    finish = _real_field_finish(_legs_ct_start(legs, h, N, cdtype, calls), lead, L)
+    terms, mixing = _components(N, L)
+    parts = _mix(mixing.T, legs)  # component first
+    C = parts.shape[0]
+    fc = np.ascontiguousarray(ct_first).view(cdtype).reshape(-1, C, L, L)
+    parts += fc.swapaxes(0, 1) * _ring_factors(L, cdtype)
+    parts[..., 0].imag = 0.0  # f_l0 is real: the imaginary parts at m = 0 carry nothing
+    finish = _real_field_finish(_parts_ct_start(parts, h, N, cdtype, calls), lead, L)
     yield
     return finish()
+
+
+def _large_first(bandlimits):
+    """Indices of ``bandlimits``, those above ``TABLE_MAX`` (whose transforms are ducc0 calls)
+    first, largest first: their calls are launched before the small scales' table products
+    run, side by side with them."""
+    return sorted(range(len(bandlimits)), key=lambda i: -bandlimits[i])
+
+
+def _count_large(bandlimits):
+    return sum(1 for L in bandlimits if L > TABLE_MAX)
+
+
+def _unorder(results, order):
+    out = [None] * len(order)
+    for i, r in zip(order, results):
+        out[i] = r
+    return out
 
 
 def _two_layers_kernel(halves, hs, bandlimits, pairs, N, cdtype, signs, calls):
     """Both layers of a real field (``SphericalTransforms.two_layers``), three rounds: the
     first layer of every scale, the analyses of the moduli, the second layer of every ``j1``.
-    Returns ``(ys, means, seconds, signs)``; the moduli are stacked for the second layer here."""
-    first = yield from _lockstep([_modulus_kernel(x, h, N, cdtype, B, signs, calls)
-                                  for x, h, B in zip(halves, hs, bandlimits)])
-    ys, moduli, sign = zip(*first)
+    Returns ``(rows, means, signs)``: ``rows[i]`` scale ``i``'s :class:`.base.Mixed` rows, the
+    second layer's components then the first layer's, ``(..., A*K*C + C, Li, Li, 2)`` real; the
+    moduli are stacked for the second layer here."""
+    K = 2 * N - 1
+    partners = dict(pairs)
+    rows, firsts, seconds = [], [], {}
+    for i, x in enumerate(halves):
+        L = x.shape[-1]
+        C = _components(N, L)[1].shape[1]
+        I = K * len(partners.get(i, ()))
+        rows.append(np.empty(x.shape[:-2] + ((I + 1) * C, L, L), cdtype))
+        firsts.append(rows[-1][..., I * C:, :, :])
+        seconds[i] = rows[-1][..., :I * C, :, :].reshape(x.shape[:-2] + (-1, K, C, L, L))
+    Ls = [x.shape[-1] for x in halves]
+    order = _large_first(Ls)
+    first = yield from _lockstep([_modulus_kernel(halves[i], hs[i], N, cdtype, bandlimits[i],
+                                                  signs, firsts[i], calls) for i in order],
+                                 launch=(_count_large(Ls), calls))
+    moduli, sign = zip(*_unorder(first, order))
     finishes = []
-    for i1, partners in pairs:
+    for i1, i2s in sorted(pairs, key=lambda p: -hs[p[0]].shape[-2]):
         L1 = hs[i1].shape[-2]
-        stack = np.stack([moduli[i2][..., :L1, :L1] for i2 in partners], axis=-4)
-        finishes.append(_wavelets_real_start(stack, hs[i1], N, cdtype, "components", calls))
+        if L1 <= TABLE_MAX:
+            calls.launch()
+        stack = np.stack([moduli[i2][..., :L1, :L1] for i2 in i2s], axis=-4)
+        finishes.append(_wavelets_real_start(stack, hs[i1], N, cdtype, "components", calls,
+                                             out=seconds[i1]))
     yield
-    seconds = tuple(finish() for finish in finishes)
-    return ys, tuple(np.ascontiguousarray(m[..., :1, :1]) for m in moduli), seconds, sign
+    for finish in finishes:
+        finish()
+    real = np.finfo(cdtype).dtype
+    return (tuple(r.view(real).reshape(r.shape + (2,)) for r in rows),
+            tuple(np.ascontiguousarray(m[..., :1, :1]) for m in moduli), sign)
 
 
-def _two_layers_ct_kernel(hs, bandlimits, pairs, N, cdtype, signs, ct_ys, ct_means, ct_seconds,
-                          calls):
+def _two_layers_ct_kernel(hs, bandlimits, pairs, N, cdtype, signs, ct_rows, ct_means, calls):
     """VJP of :func:`_two_layers_kernel`, three rounds: the adjoint second layer (its
     cotangents added into the moduli's), the adjoint analyses, the adjoint first layer."""
-    gathers = [_components_ct_start(hs[i1], ct, N, cdtype, calls)
-               for ct, (i1, _) in zip(ct_seconds, pairs)]
+    K = 2 * N - 1
+    ct_rows = [np.asarray(c) for c in ct_rows]
+    gathers = []
+    pairs = sorted(pairs, key=lambda p: -ct_rows[p[0]].shape[-2])
+    for i1, i2s in pairs:
+        ct = ct_rows[i1]
+        L1, C = ct.shape[-2], _components(N, ct.shape[-2])[1].shape[1]
+        if L1 <= TABLE_MAX:
+            calls.launch()
+        second = ct[..., :len(i2s) * K * C, :, :, :]
+        gathers.append(_components_ct_start(hs[i1], second.reshape(
+            second.shape[:-4] + (len(i2s), K, C, L1, L1, 2)), N, cdtype, calls))
     yield
     ct_moduli = []
     for c, B in zip(ct_means, bandlimits):
         full = np.zeros(c.shape[:-2] + (B, B), cdtype)
         full[..., :1, :1] = c
         ct_moduli.append(full)
-    for gather, (i1, partners) in zip(gathers, pairs):
+    for gather, (i1, i2s) in zip(gathers, pairs):
         ct = gather()  # (..., A, K, L1, L1)
         L1 = ct.shape[-1]
-        for a, i2 in enumerate(partners):
+        for a, i2 in enumerate(i2s):
             ct_moduli[i2][..., :L1, :L1] += ct[..., a, :, :, :]
-    grads = yield from _lockstep([_modulus_ct_kernel(h, s, cy, cm, N, cdtype, B, calls) for
-                                  h, s, cy, cm, B in zip(hs, signs, ct_ys, ct_moduli, bandlimits)])
-    return tuple(grads)
+    firsts = [ct[..., ct.shape[-4] - _components(N, ct.shape[-2])[1].shape[1]:, :, :, :]
+              for ct in ct_rows]
+    Ls = [h.shape[-2] for h in hs]
+    order = _large_first(Ls)
+    grads = yield from _lockstep([_modulus_ct_kernel(hs[i], signs[i], firsts[i], ct_moduli[i], N,
+                                                     cdtype, bandlimits[i], calls) for i in order],
+                                 launch=(_count_large(Ls), calls))
+    return tuple(_unorder(grads, order))
 
 
 @functools.lru_cache(maxsize=None)
 def _two_layers_op(N, real, bandlimits, pairs):
     """:func:`_two_layers_kernel` as a JAX function of ``(halves, hs)`` returning
-    ``(ys, means, seconds)``: one host callback, its VJP one more, with the signs of the first
+    ``(rows, means)``: one host callback, its VJP one more, with the signs of the first
     layer's maps as residuals (int8)."""
     real = np.dtype(real)
     cdtype = np.result_type(real, np.complex64)
     K = 2 * N - 1
+    partners = dict(pairs)
 
     def shapes(halves, signs):
         batch = halves[0].shape[:-2]
-        ys = tuple(jax.ShapeDtypeStruct(batch + (K, x.shape[-1], x.shape[-1], 2), real)
-                   for x in halves)
+        rows = []
+        for i, x in enumerate(halves):
+            L = x.shape[-1]
+            C = _components(N, L)[1].shape[1]
+            n = (K * len(partners.get(i, ())) + 1) * C
+            rows.append(jax.ShapeDtypeStruct(batch + (n, L, L, 2), real))
         means = (jax.ShapeDtypeStruct(batch + (K, 1, 1), cdtype),) * len(halves)
-        seconds = []
-        for i1, partners in pairs:
-            L1 = halves[i1].shape[-1]
-            C = _components(N, L1)[1].shape[1]
-            seconds.append(jax.ShapeDtypeStruct(batch + (len(partners), K, C, L1, L1, 2), real))
         sign = tuple(jax.ShapeDtypeStruct(batch + (K, x.shape[-1], 2 * x.shape[-1] - 1), np.int8)
                      for x in halves) if signs else None
-        return ys, means, tuple(seconds), sign
+        return tuple(rows), means, sign
 
     def forward(halves, hs, signs):
         return _together([functools.partial(_two_layers_kernel, halves, hs, bandlimits, pairs, N,
@@ -893,17 +1011,16 @@ def _two_layers_op(N, real, bandlimits, pairs):
 
     @jax.custom_vjp
     def f(halves, hs):
-        return call(halves, hs, False)[:3]
+        return call(halves, hs, False)[:2]
 
     def f_fwd(halves, hs):
         out = call(halves, hs, True)
-        return out[:3], (hs, out[3])
+        return out[:2], (hs, out[2])
 
     def f_bwd(res, cts):
         hs, signs = res
-        ct_ys, ct_means, ct_seconds = cts
-        cts = (tuple(c.astype(real) for c in ct_ys), tuple(c.astype(cdtype) for c in ct_means),
-               tuple(c.astype(real) for c in ct_seconds))
+        ct_rows, ct_means = cts
+        cts = (tuple(c.astype(real) for c in ct_rows), tuple(c.astype(cdtype) for c in ct_means))
         out = tuple(jax.ShapeDtypeStruct(c.shape[:-4] + (h.shape[0],) * 2, cdtype)
                     for h, c in zip(hs, cts[0]))
         grads = jax.pure_callback(backward, out, hs, signs, cts, vmap_method="broadcast_all")
@@ -1073,6 +1190,5 @@ class DuccTransforms(SphericalTransforms):
 
     def two_layers(self, halves, hs, N, bandlimits, pairs):
         op = _two_layers_op(int(N), self.dtype.str, tuple(int(B) for B in bandlimits), tuple(pairs))
-        ys, means, seconds = op(tuple(halves), tuple(hs))
-        return ys, means, tuple(Mixed(s, _components(int(N), hs[i1].shape[0])[1])
-                                for s, (i1, _) in zip(seconds, pairs))
+        rows, means = op(tuple(halves), tuple(hs))
+        return tuple(Mixed(r, _components(int(N), h.shape[0])[1]) for r, h in zip(rows, hs)), means
