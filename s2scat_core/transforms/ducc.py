@@ -493,12 +493,13 @@ def _together(kernels):
     and returns its result (several rounds: transforms that feed transforms)."""
     calls = _Calls()
     rounds = _lockstep([_rounds(kernel, calls) for kernel in kernels])
-    while True:
-        try:
-            next(rounds)
-        except StopIteration as stop:
-            return tuple(stop.value)
-        calls.run()
+    with _host_threads.one_blas_thread():
+        while True:
+            try:
+                next(rounds)
+            except StopIteration as stop:
+                return tuple(stop.value)
+            calls.run()
 
 
 def _lockstep(generators, launch=None):
