@@ -14,9 +14,9 @@ second wavelet layer, on the grid of ``L_{j1}``), ``Q_j`` the GL weights (``sum 
 Both layers enter as ring Fourier coefficients with the quadrature folded in (no FFT back to
 maps), one array per direction ``k1`` (:func:`as_rows`), so S3 is a matrix-vector product and
 S4 a Gram matrix per direction ``k1``; no ``(J, J, N, N, pixels)`` product is ever formed. A
-backend may give a scale's two layers as ``C`` components that mix to the directions, in one
-array (:class:`~.transforms.base.Mixed`): S2, S3 and S4 are then blocks of one Gram matrix of
-all its rows, mixed after (:func:`scale_statistics`).
+backend may give a scale's two layers as ``C`` components that mix to the directions, by the
+Gram matrix of all their rows (:class:`~.transforms.base.Mixed`): S2, S3 and S4 are then its
+blocks, mixed (:func:`scale_statistics`).
 """
 
 from __future__ import annotations
@@ -152,15 +152,12 @@ def scale_statistics(layers, A):
     when ``A = 0``).
 
     :class:`~.transforms.base.Layers` (directions): :func:`s2_fourier`, :func:`s3` and
-    :func:`s4`. :class:`~.transforms.base.Mixed` (rows ``R[r]`` of components, mixing ``M (K,
-    C)``): one Gram matrix ``G = R R^T`` of all the rows, the second layer's ``R[i, c]`` and
-    the first layer's ``Y[c]``, then
+    :func:`s4`. :class:`~.transforms.base.Mixed` (the Gram matrix ``G`` of rows of components,
+    the second layer's ``R[i, c]`` and the first layer's ``Y[c]``, and the mixing ``M (K, C)``):
 
     * ``S2[k] = sum_cd M[k, c] M[k, d] (Y[c] . Y[d]) / (4 pi)``,
     * ``S3[i, k] = sum_cd M[k, c] M[k, d] (R[i, c] . Y[d])``,
-    * ``S4[i, j, k] = sum_cd M[k, c] M[k, d] (R[i, c] . R[j, d])``;
-
-    its VJP is one product, ``(C + C^T) R``, for every statistic at once.
+    * ``S4[i, j, k] = sum_cd M[k, c] M[k, d] (R[i, c] . R[j, d])``.
     """
     if isinstance(layers, Layers):
         S2 = s2_fourier(layers.first)
@@ -168,9 +165,8 @@ def scale_statistics(layers, A):
             return S2, None, None
         rows = as_rows(layers.second)
         return S2, s3(rows, layers.first, A), s4(rows, A)
-    rows, mixing = layers
-    n, C = rows.shape[0], mixing.shape[1]
-    G = gram([rows.reshape(n, -1)])[0]
+    G, mixing = layers
+    n, C = G.shape[0], mixing.shape[1]
     M = jnp.asarray(mixing, G.dtype)
     I = n // C - 1  # second-layer maps
     S2 = jnp.einsum("kc,kd,cd->k", M, M, G[I * C:, I * C:]) / (4 * np.pi)

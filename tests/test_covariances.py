@@ -71,9 +71,9 @@ def test_s3_s4_from_ring_coefficients_equal_pixel_sums(stack_below):
 
 @pytest.mark.parametrize("A", [0, 2])
 def test_scale_statistics_from_mixed_components_equal_those_of_the_mixed_directions(A):
-    """A scale's layers given as components in one array and a mixing matrix (``base.Mixed``)
-    give the S2, S3 and S4 of the directions they mix to (``base.Layers``), and the same
-    gradients."""
+    """A scale's layers given by the Gram matrix of their components and a mixing matrix
+    (``base.Mixed``) give the S2, S3 and S4 of the directions they mix to (``base.Layers``),
+    and the same gradients."""
     from s2scat_core.transforms.base import Layers, Mixed
 
     K2, C, K1, L = 3, 2, 3, 5
@@ -84,8 +84,8 @@ def test_scale_statistics_from_mixed_components_equal_those_of_the_mixed_directi
 
     def stats(second, first, mixed):
         if mixed:
-            rows = jnp.concatenate([second.reshape((-1, L, L, 2)), first])
-            out = cov.scale_statistics(Mixed(rows, mixing), A)
+            rows = jnp.concatenate([second.reshape((-1, L, L, 2)), first]).reshape(-1, L * L * 2)
+            out = cov.scale_statistics(Mixed(rows @ rows.T, mixing), A)
         else:
             directions = tuple(jnp.einsum("kc,abcxyz->kabxyz", mixing, second)) if A else None
             out = cov.scale_statistics(Layers(jnp.einsum("kc,cxyz->kxyz", mixing, first),

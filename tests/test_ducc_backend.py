@@ -253,17 +253,18 @@ def test_fused_real_wavelets_equal_the_spin_transforms(N, L, legendre_path):
 
 
 @pytest.mark.parametrize("N", [1, 2, 3, 4])
-def test_two_layers_components_mix_to_the_default_directions(N, legendre_path):
-    """ducc's ``two_layers`` returns each scale's layers as components in one array
-    (``base.Mixed``: the second layer's, then the first layer's); mixed, they equal the
-    directions of the default composition on precompute (``base.Layers``), and so do the
-    means: values, VJP, and ``vmap`` against the batch axis."""
+def test_two_layers_components_give_the_statistics_of_the_default_directions(N, legendre_path):
+    """ducc's ``two_layers`` returns each scale's layers by the Gram matrix of their components
+    (``base.Mixed``: the second layer's, then the first layer's), keeping the rows on the host;
+    its S2, S3 and S4 (``covariances.scale_statistics``) and means equal those of the default
+    composition on precompute (``base.Layers``, directions): values, VJP, and ``vmap``
+    against the batch axis."""
+    from s2scat_core import covariances as cov
     from s2scat_core import wavelets
     from s2scat_core.transforms import directional
     from s2scat_core.transforms.base import Layers, Mixed
 
     L = 16
-    K = 2 * N - 1
     psi, _ = wavelets.filters(L, N)
     scales = range(wavelets.j_max(L) - 2, wavelets.j_max(L) + 1)
     Ls = [wavelets.scale_bandlimit(L, j) for j in scales]
@@ -277,22 +278,15 @@ def test_two_layers_components_mix_to_the_default_directions(N, legendre_path):
     def run(backend, x):
         halves_ = tuple(directional.real_half(x[..., :h.shape[0], :h.shape[0]]) for h in hs)
         layers, means = backend.two_layers(halves_, hs, N, bandlimits, pairs)
+        kind = Mixed if backend is backends["ducc"] else Layers
+        assert all(isinstance(layer, kind) for layer in layers)
         flat = [m.real.ravel() for m in means]
         for i, layer in enumerate(layers):
-            A, Li = len(partners.get(i, ())), Ls[i]
-            if backend is backends["ducc"]:  # rows (..., (A*K + 1) C, Li, Li, 2)
-                assert isinstance(layer, Mixed) and layer.mixing.shape[0] == K
-                C = layer.mixing.shape[1]
-                rows = layer.rows.reshape(layer.rows.shape[:-4] + (A * K + 1, C, Li, Li, 2))
-                mixed = jnp.einsum("kc,...rcxyz->...rkxyz", layer.mixing, rows)
-                first = mixed[..., A * K, :, :, :, :]  # (..., K, Li, Li, 2)
-                second = mixed[..., :A * K, :, :, :, :].reshape(mixed.shape[:-5] + (A, K, K, Li, Li, 2))
-                second = jnp.moveaxis(second, -4, 0)  # (K1, ..., A, K2, Li, Li, 2)
-            else:
-                assert isinstance(layer, Layers) and (layer.second is None) == (A == 0)
-                first = layer.first
-                second = jnp.stack(layer.second) if A else jnp.zeros(0)
-            flat += [first.ravel(), second.ravel()]
+            stats = functools.partial(cov.scale_statistics, A=len(partners.get(i, ())))
+            axes = Mixed(0, None) if kind is Mixed else 0  # the mixing matrix is shared
+            for _ in x.shape[:-2]:
+                stats = jax.vmap(stats, in_axes=(axes,))
+            flat += [s.ravel() for s in stats(layer) if s is not None]
         return jnp.concatenate(flat)
 
     x = jnp.asarray(halves(L, (2,)))
@@ -390,6 +384,33 @@ def test_reverse_mode_gradients(reality, normalised, legendre_path):
     if reality:
         pre = operator(L, 2, 1, reality, "precompute", False, None)
         assert rel_err(jax.grad(weighted_sum(op, norm))(x), jax.grad(weighted_sum(pre, norm))(x)) < 1e-10
+
+
+def test_vjp_without_the_rows_kept_on_the_host_computes_them_again(monkeypatch):
+    """The VJP reads the rows its forward pass left on the host (``ducc._Kept``); once they are
+    gone (the VJP run a second time, or more forward passes in between than are kept) it
+    computes the forward pass again from its inputs: the same cotangent either way."""
+    from s2scat_core.transforms import ducc
+
+    found = []
+    take = ducc._KEPT.take
+    monkeypatch.setattr(ducc._KEPT, "take", lambda ticket: found.append(take(ticket)) or found[-1])
+    L = 16
+    op = operator(L, 3, 0, True, "ducc", False, None)
+    f = weighted_sum(op, op.norm(field(L, True, seed=3)))
+    x = jnp.asarray(field(L, True))
+    _, vjp = jax.vjp(f, x)
+    first = vjp(1.0)[0]
+    again = vjp(1.0)[0]  # its entry was taken by the first call
+    later = [jax.vjp(f, x)[1] for _ in range(ducc._Kept.KEEP + 1)]
+    evicted = later[0](1.0)[0]
+    kept = later[-1](1.0)[0]
+    assert float(jnp.max(jnp.abs(first))) > 0
+    assert [entry is not None for entry in found] == [True, False, False, True]
+    for other in (again, evicted, kept):
+        assert rel_err(other, first) < 1e-14
+    pre = operator(L, 3, 0, True, "precompute", False, None)
+    assert rel_err(jax.grad(weighted_sum(pre, pre.norm(field(L, True, seed=3))))(x), first) < 1e-10
 
 
 @pytest.mark.parametrize("reality", [True, False])

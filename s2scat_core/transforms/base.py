@@ -80,20 +80,21 @@ class Layers(NamedTuple):
 
 
 class Mixed(NamedTuple):
-    """One scale's two layers as ``C`` components whose mixtures are the ``K`` directions, in
-    one array: the statistics then take one Gram matrix of its rows.
+    """One scale's two layers as ``C`` components whose mixtures are the ``K`` directions, given
+    by the Gram matrix of their rows: all the statistics need of them.
 
-    ``rows (..., A*K2*C + C, L, L, 2)``: weighted ring Fourier pairs (as :class:`Layers`) of
-    the second layer's components (``A`` partners, ``K2`` directions of their moduli, ``C``
-    components, in that order; none if no scale pairs with this one) and then of the first
-    layer's ``C`` components; ``mixing (K, C)`` (NumPy): direction ``k`` of a map is
-    ``sum_c mixing[k, c]`` times its component ``c``. A backend whose directions are such
-    mixtures (``C < K``: a real field's wavelet maps are mixtures of its spin components)
-    returns this from :meth:`SphericalTransforms.two_layers`
-    (:func:`s2scat_core.covariances.scale_statistics` reads it).
+    The rows are weighted ring Fourier pairs (as :class:`Layers`) of the second layer's
+    components (``A`` partners, ``K2`` directions of their moduli, ``C`` components, in that
+    order; none if no scale pairs with this one) and then of the first layer's ``C``
+    components; ``gram (..., n, n)``, ``n = A*K2*C + C``, their dot products; ``mixing (K, C)``
+    (NumPy): direction ``k`` of a map is ``sum_c mixing[k, c]`` times its component ``c``. A
+    backend whose directions are such mixtures (``C < K``: a real field's wavelet maps are
+    mixtures of its spin components) may return this from
+    :meth:`SphericalTransforms.two_layers` (:func:`s2scat_core.covariances.scale_statistics`
+    reads it) and keep the rows to itself, differentiating through the Gram matrix.
     """
 
-    rows: jax.Array
+    gram: jax.Array
     mixing: np.ndarray
 
 

@@ -66,6 +66,8 @@ from __future__ import annotations
 import collections
 import functools
 import inspect
+import itertools
+import threading
 
 import ducc0
 import jax
@@ -904,9 +906,10 @@ def _unorder(results, order):
 def _two_layers_kernel(halves, hs, bandlimits, pairs, N, cdtype, signs, calls):
     """Both layers of a real field (``SphericalTransforms.two_layers``), three rounds: the
     first layer of every scale, the analyses of the moduli, the second layer of every ``j1``.
-    Returns ``(rows, means, signs)``: ``rows[i]`` scale ``i``'s :class:`.base.Mixed` rows, the
-    second layer's components then the first layer's, ``(..., A*K*C + C, Li, Li, 2)`` real; the
-    moduli are stacked for the second layer here."""
+    Returns ``(grams, means, signs, rows)``: ``rows[i]`` scale ``i``'s rows, the second layer's
+    components then the first layer's, ``(..., A*K*C + C, Li, Li)`` complex (weighted ring
+    Fourier coefficients), and ``grams[i] (..., n, n)`` their Gram matrix as real pairs
+    (:class:`.base.Mixed`); the moduli are stacked for the second layer here."""
     K = 2 * N - 1
     partners = dict(pairs)
     rows, firsts, seconds = [], [], {}
@@ -923,37 +926,78 @@ def _two_layers_kernel(halves, hs, bandlimits, pairs, N, cdtype, signs, calls):
                                                   signs, firsts[i], calls) for i in order],
                                  launch=(_count_large(Ls), calls))
     moduli, sign = zip(*_unorder(first, order))
-    finishes = []
-    for i1, i2s in sorted(pairs, key=lambda p: -hs[p[0]].shape[-2]):
-        L1 = hs[i1].shape[-2]
+    finishes = {}
+    for i1, i2s in sorted(pairs, key=lambda p: -Ls[p[0]]):  # large first, launched, then small
+        L1 = Ls[i1]
         if L1 <= TABLE_MAX:
             calls.launch()
         stack = np.stack([moduli[i2][..., :L1, :L1] for i2 in i2s], axis=-4)
-        finishes.append(_wavelets_real_start(stack, hs[i1], N, cdtype, "components", calls,
-                                             out=seconds[i1]))
+        finishes[i1] = _wavelets_real_start(stack, hs[i1], N, cdtype, "components", calls,
+                                            out=seconds[i1])
+        if L1 <= TABLE_MAX:  # table products: done already
+            finishes.pop(i1)()
+    grams = [None if i in finishes else _gram(_as_real_rows(r)) for i, r in enumerate(rows)]
     yield
-    for finish in finishes:
+    for i, finish in finishes.items():
         finish()
-    real = np.finfo(cdtype).dtype
-    return (tuple(r.view(real).reshape(r.shape + (2,)) for r in rows),
-            tuple(np.ascontiguousarray(m[..., :1, :1]) for m in moduli), sign)
+        grams[i] = _gram(_as_real_rows(rows[i]))
+    return (tuple(grams), tuple(np.ascontiguousarray(m[..., :1, :1]) for m in moduli), sign,
+            rows)
 
 
-def _two_layers_ct_kernel(hs, bandlimits, pairs, N, cdtype, signs, ct_rows, ct_means, calls):
-    """VJP of :func:`_two_layers_kernel`, three rounds: the adjoint second layer (its
-    cotangents added into the moduli's), the adjoint analyses, the adjoint first layer."""
+def _as_real_rows(rows):
+    """``(..., n, L, L)`` complex -> ``(..., n, 2 L^2)`` real pairs (a view)."""
+    return rows.view(np.finfo(rows.dtype).dtype).reshape(rows.shape[:-2] + (-1,))
+
+
+def _gram(x):
+    """``x x^T`` for ``x (..., n, X)``: ``(..., n, n)``, the columns shared out over the host
+    workers for large ``x`` (partial Gram matrices, summed)."""
+    lead, (n, X) = x.shape[:-2], x.shape[-2:]
+    flat = x.reshape((-1, n, X))
+    parts = min(_host_threads.THREADS, max(1, x.nbytes // _host_threads.SPLIT_BYTES))
+    cuts = [X * i // parts for i in range(parts + 1)]
+
+    def partial_gram(a, b):
+        return np.stack([r[:, a:b] @ r[:, a:b].T for r in flat])
+
+    grams = _host_threads.run([functools.partial(partial_gram, a, b)
+                               for a, b in zip(cuts[:-1], cuts[1:])])
+    return functools.reduce(np.add, grams).reshape(lead + (n, n))
+
+
+def _gram_ct(ct, rows):
+    """Cotangent of the rows (real pairs, ``(..., n, L, L, 2)``) of :func:`_gram`'s
+    ``G = R R^T`` from that of ``G``: ``(ct + ct^T) R``, the columns shared out over the host
+    workers for large ``R``."""
+    x = _as_real_rows(rows)
+    lead, (n, X) = x.shape[:-2], x.shape[-2:]
+    ct = np.asarray(ct, x.dtype).reshape((-1, n, n))
+    out = np.empty((ct.shape[0], n, X), x.dtype)
+    for c, r, o in zip(ct, x.reshape((-1, n, X)), out):
+        _host_threads.matmul_columns(np.ascontiguousarray(c + c.T), r, o)
+    return out.reshape(lead + (n,) + rows.shape[-2:] + (2,))
+
+
+def _two_layers_ct_kernel(hs, bandlimits, pairs, N, cdtype, signs, rows, ct_grams, ct_means,
+                          calls):
+    """VJP of :func:`_two_layers_kernel` from the cotangents of its Gram matrices (given the
+    ``rows`` and ``signs`` it computed), three rounds: the adjoint second layer (its cotangents
+    added into the moduli's), the adjoint analyses, the adjoint first layer."""
     K = 2 * N - 1
-    ct_rows = [np.asarray(c) for c in ct_rows]
+    ct_rows = [None] * len(rows)
     gathers = []
-    pairs = sorted(pairs, key=lambda p: -ct_rows[p[0]].shape[-2])
+    pairs = sorted(pairs, key=lambda p: -rows[p[0]].shape[-1])  # large first, launched, then small
     for i1, i2s in pairs:
-        ct = ct_rows[i1]
-        L1, C = ct.shape[-2], _components(N, ct.shape[-2])[1].shape[1]
+        L1, C = rows[i1].shape[-1], _components(N, rows[i1].shape[-1])[1].shape[1]
         if L1 <= TABLE_MAX:
             calls.launch()
+        ct = ct_rows[i1] = _gram_ct(ct_grams[i1], rows[i1])
         second = ct[..., :len(i2s) * K * C, :, :, :]
         gathers.append(_components_ct_start(hs[i1], second.reshape(
             second.shape[:-4] + (len(i2s), K, C, L1, L1, 2)), N, cdtype, calls))
+    calls.launch()
+    ct_rows = [_gram_ct(c, r) if ct is None else ct for c, r, ct in zip(ct_grams, rows, ct_rows)]
     yield
     ct_moduli = []
     for c, B in zip(ct_means, bandlimits):
@@ -975,56 +1019,97 @@ def _two_layers_ct_kernel(hs, bandlimits, pairs, N, cdtype, signs, ct_rows, ct_m
     return tuple(_unorder(grads, order))
 
 
+class _Kept:
+    """What a forward pass of :func:`_two_layers_op` leaves on the host for its VJP (its rows,
+    ``O(N L^2)`` each, and the signs of the first layer's maps), under a ticket that goes
+    through JAX as the residual, so that neither the rows nor their cotangents cross into
+    XLA. The last ``KEEP`` forward passes are kept; a VJP takes its entry out, or, if it is
+    gone (more forward passes than that before their VJPs, or a VJP run twice), computes the
+    forward pass again from the residual inputs: the results are the same either way."""
+
+    KEEP = 2
+
+    def __init__(self):
+        self._entries = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._tickets = itertools.count(1)
+
+    def put(self, value):
+        with self._lock:
+            ticket = next(self._tickets)
+            self._entries[ticket] = value
+            while len(self._entries) > self.KEEP:
+                self._entries.popitem(last=False)
+        return ticket
+
+    def take(self, ticket):
+        with self._lock:
+            return self._entries.pop(ticket, None)
+
+
+_KEPT = _Kept()
+
+
 @functools.lru_cache(maxsize=None)
 def _two_layers_op(N, real, bandlimits, pairs):
     """:func:`_two_layers_kernel` as a JAX function of ``(halves, hs)`` returning
-    ``(rows, means)``: one host callback, its VJP one more, with the signs of the first
-    layer's maps as residuals (int8)."""
+    ``(grams, means)``: one host callback, its VJP one more. The rows and the signs of the
+    first layer's maps stay on the host for the VJP (:class:`_Kept`); the residual is their
+    ticket (with the inputs, should they be gone)."""
     real = np.dtype(real)
     cdtype = np.result_type(real, np.complex64)
     K = 2 * N - 1
     partners = dict(pairs)
 
-    def shapes(halves, signs):
+    def shapes(halves, keep):
         batch = halves[0].shape[:-2]
-        rows = []
+        grams = []
         for i, x in enumerate(halves):
-            L = x.shape[-1]
-            C = _components(N, L)[1].shape[1]
+            C = _components(N, x.shape[-1])[1].shape[1]
             n = (K * len(partners.get(i, ())) + 1) * C
-            rows.append(jax.ShapeDtypeStruct(batch + (n, L, L, 2), real))
+            grams.append(jax.ShapeDtypeStruct(batch + (n, n), real))
         means = (jax.ShapeDtypeStruct(batch + (K, 1, 1), cdtype),) * len(halves)
-        sign = tuple(jax.ShapeDtypeStruct(batch + (K, x.shape[-1], 2 * x.shape[-1] - 1), np.int8)
-                     for x in halves) if signs else None
-        return tuple(rows), means, sign
+        return (tuple(grams), means) + ((jax.ShapeDtypeStruct(batch, np.int64),) if keep else ())
 
-    def forward(halves, hs, signs):
+    def run(halves, hs, signs):
         return _together([functools.partial(_two_layers_kernel, halves, hs, bandlimits, pairs, N,
                                             cdtype, signs)])[0]
 
-    def backward(hs, signs, cts):
-        return _together([functools.partial(_two_layers_ct_kernel, hs, bandlimits, pairs, N, cdtype,
-                                            signs, *cts)])[0]
+    def forward(halves, hs, keep):
+        grams, means, signs, rows = run(halves, hs, keep)
+        if not keep:
+            return grams, means
+        ticket = _KEPT.put((rows, signs))
+        return grams, means, np.full(halves[0].shape[:-2], ticket, np.int64)
 
-    def call(halves, hs, signs):
-        return jax.pure_callback(functools.partial(forward, signs=signs), shapes(halves, signs),
+    def backward(halves, hs, ticket, cts):
+        kept = _KEPT.take(int(np.asarray(ticket).flat[0]))
+        if kept is None:
+            _, _, signs, rows = run(halves, hs, True)
+        else:
+            rows, signs = kept
+        return _together([functools.partial(_two_layers_ct_kernel, hs, bandlimits, pairs, N, cdtype,
+                                            signs, rows, *cts)])[0]
+
+    def call(halves, hs, keep):
+        return jax.pure_callback(functools.partial(forward, keep=keep), shapes(halves, keep),
                                  halves, hs, vmap_method="expand_dims")
 
     @jax.custom_vjp
     def f(halves, hs):
-        return call(halves, hs, False)[:2]
+        return call(halves, hs, False)
 
     def f_fwd(halves, hs):
-        out = call(halves, hs, True)
-        return out[:2], (hs, out[2])
+        grams, means, ticket = call(halves, hs, True)
+        return (grams, means), (halves, hs, ticket)
 
     def f_bwd(res, cts):
-        hs, signs = res
-        ct_rows, ct_means = cts
-        cts = (tuple(c.astype(real) for c in ct_rows), tuple(c.astype(cdtype) for c in ct_means))
-        out = tuple(jax.ShapeDtypeStruct(c.shape[:-4] + (h.shape[0],) * 2, cdtype)
-                    for h, c in zip(hs, cts[0]))
-        grads = jax.pure_callback(backward, out, hs, signs, cts, vmap_method="broadcast_all")
+        halves, hs, ticket = res
+        ct_grams, ct_means = cts
+        cts = (tuple(c.astype(real) for c in ct_grams), tuple(c.astype(cdtype) for c in ct_means))
+        out = tuple(jax.ShapeDtypeStruct(x.shape, cdtype) for x in halves)
+        grads = jax.pure_callback(backward, out, halves, hs, ticket, cts,
+                                  vmap_method="broadcast_all")
         return grads, tuple(jnp.zeros_like(h) for h in hs)
 
     f.defvjp(f_fwd, f_bwd)
@@ -1191,5 +1276,5 @@ class DuccTransforms(SphericalTransforms):
 
     def two_layers(self, halves, hs, N, bandlimits, pairs):
         op = _two_layers_op(int(N), self.dtype.str, tuple(int(B) for B in bandlimits), tuple(pairs))
-        rows, means = op(tuple(halves), tuple(hs))
-        return tuple(Mixed(r, _components(int(N), h.shape[0])[1]) for r, h in zip(rows, hs)), means
+        grams, means = op(tuple(halves), tuple(hs))
+        return tuple(Mixed(g, _components(int(N), h.shape[0])[1]) for g, h in zip(grams, hs)), means
