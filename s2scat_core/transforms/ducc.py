@@ -14,20 +14,25 @@ component is transformed (ducc0's ``GRAD_ONLY``), written by ducc0 straight into
 component-first buffer; the directions are mixed as Legendre coefficients (one matrix
 product), and either one FFT per direction gives the maps or the coefficients themselves are
 returned, weighted, one array a direction (whose products are sphere integrals: no maps
-needed). The second layer is returned unmixed, as its ``C`` weighted components
-(:class:`.base.Mixed`, ``C = N`` of them against ``2N-1`` directions), and the statistics
-contract the components: fewer bytes to write, to hand to XLA and to read back. Analyses
-of moduli stop at the band-limit asked for (``lmax`` below the grid's): their cost falls with
-its square.
+needed).
 
 One host callback computes both layers of the statistics at every scale (``two_layers``, in
-three rounds: first layers, analyses of their moduli, second layers), and one more its VJP;
-the first layer's maps and moduli never leave the host (the signs of the maps, int8, are kept
-for the VJP). Each round's ducc0 calls, of every scale, are shared out over a pool of
-one-thread workers (:mod:`._host_threads`), and maps at ``L >= SPLIT_FROM`` are cut into ``m``
-blocks of equal work: on this 2-core machine that beats ducc0's own threads (two maps at a time
-take 0.52x the serial time at L = 512, ducc0's two threads 0.75x), and crossing into Python
-once per layer instead of once per scale saves the XLA round trips that dominated at L = 128.
+three rounds: first layers, analyses of their moduli, second layers), and one more its VJP.
+Each scale's layers stay unmixed, as their ``C`` weighted components (``C = N`` of them
+against ``2N-1`` directions), second layer then first layer, in one array of rows, and only
+the Gram matrix of these rows goes to XLA (:class:`.base.Mixed`): the statistics are its
+blocks, mixed. The maps, moduli and rows never leave the host: the rows and the signs of the
+first layer's maps (for ``|W|``) are kept for the VJP (:class:`_Kept`), which takes the
+cotangent of the Gram matrices, ``(C + C^T) R``. At L = 128 that is 8 MB that no longer
+cross into XLA and back in a gradient (about 4 ms of copies). Each round's ducc0 calls, of
+every scale, are shared out over a pool of one-thread workers (:mod:`._host_threads`), and
+maps at ``L >= SPLIT_FROM`` are cut into ``m`` blocks of equal work: on this 2-core machine
+that beats ducc0's own threads (two maps at a time take 0.52x the serial time at L = 512,
+ducc0's two threads 0.75x), and crossing into Python once per layer instead of once per scale
+saves the XLA round trips that dominated at L = 128. The large scales' calls are launched
+first; the small scales' table products (below) run in the calling thread while they are
+under way (:meth:`_Calls.launch`). Analyses of moduli stop at the band-limit asked for
+(``lmax`` below the grid's): their cost falls with its square.
 
 Synthesis is ``ducc0.sht.alm2leg`` (Legendre sums ``leg[t, m]`` on the GL colatitudes) then one
 real FFT of length ``2L-1`` over ``phi`` for the whole batch (``ducc0.fft.c2r``); analysis and
@@ -1023,28 +1028,35 @@ class _Kept:
     """What a forward pass of :func:`_two_layers_op` leaves on the host for its VJP (its rows,
     ``O(N L^2)`` each, and the signs of the first layer's maps), under a ticket that goes
     through JAX as the residual, so that neither the rows nor their cotangents cross into
-    XLA. The last ``KEEP`` forward passes are kept; a VJP takes its entry out, or, if it is
-    gone (more forward passes than that before their VJPs, or a VJP run twice), computes the
-    forward pass again from the residual inputs: the results are the same either way."""
+    XLA. The last ``KEEP`` forward passes are kept, within ``KEEP_BYTES`` (the newest always);
+    a VJP takes its entry out, or, if it is gone (more forward passes than that before their
+    VJPs, or a VJP run twice), computes the forward pass again from the residual inputs: the
+    results are the same either way."""
 
-    KEEP = 2
+    KEEP = 4
+    KEEP_BYTES = 1 << 30
 
     def __init__(self):
         self._entries = collections.OrderedDict()
         self._lock = threading.Lock()
         self._tickets = itertools.count(1)
 
-    def put(self, value):
+    def put(self, rows, signs):
+        size = sum(r.nbytes for r in rows) + sum(s.nbytes for s in signs)
         with self._lock:
             ticket = next(self._tickets)
-            self._entries[ticket] = value
-            while len(self._entries) > self.KEEP:
+            self._entries[ticket] = (rows, signs, size)
+            while len(self._entries) > 1 and (
+                    len(self._entries) > self.KEEP
+                    or sum(e[2] for e in self._entries.values()) > self.KEEP_BYTES):
                 self._entries.popitem(last=False)
         return ticket
 
     def take(self, ticket):
+        """``(rows, signs)`` of the forward pass ``ticket``, or None if gone."""
         with self._lock:
-            return self._entries.pop(ticket, None)
+            entry = self._entries.pop(ticket, None)
+        return None if entry is None else entry[:2]
 
 
 _KEPT = _Kept()
@@ -1079,7 +1091,7 @@ def _two_layers_op(N, real, bandlimits, pairs):
         grams, means, signs, rows = run(halves, hs, keep)
         if not keep:
             return grams, means
-        ticket = _KEPT.put((rows, signs))
+        ticket = _KEPT.put(rows, signs)
         return grams, means, np.full(halves[0].shape[:-2], ticket, np.int64)
 
     def backward(halves, hs, ticket, cts):
