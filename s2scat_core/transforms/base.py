@@ -182,11 +182,12 @@ class SphericalTransforms(abc.ABC):
         :meth:`analysis_real` for each; a backend may do them together."""
         return tuple(self.analysis_real(f, f.shape[-2], B) for f, B in zip(maps, bandlimits))
 
-    def two_layers(self, halves, hs, N: int, bandlimits, pairs):
+    def two_layers(self, half, hs, N: int, bandlimits, pairs):
         """Both wavelet layers of a real field, every scale at once: what the statistics need.
 
         Args:
-            halves: ``halves[i] (..., Li, Li)``, the field's half read to scale ``i``'s band-limit.
+            half: ``(..., L, L)``, the field's ``m >= 0`` half (``f_l0`` real), which scale ``i``
+                reads to its band-limit ``Li``.
             hs: ``hs[i] (Li, N)``, the scales' harmonic weights.
             N: directions parameter (``K = 2N-1`` directions).
             bandlimits: ``bandlimits[i] = Bi``, the band-limit to which ``|W_i|`` is analysed.
@@ -203,6 +204,7 @@ class SphericalTransforms(abc.ABC):
         and :meth:`wavelets_real_scales` again; a backend may keep everything in between
         (maps, moduli) to itself.
         """
+        halves = [half[..., :h.shape[0], :h.shape[0]] for h in hs]
         return layers_from_maps(self, self.wavelets_real_scales(halves, hs, N), hs, N, bandlimits,
                                 pairs)
 

@@ -83,9 +83,9 @@ def analysis_scales(backend, alms, hs, N: int, real: bool, fourier: bool = False
 def two_layers(backend, alm, hs, N: int, bandlimits, pairs):
     """Both layers of a real field (the backend's ``two_layers``): ``alm (..., La, La)`` half,
     ``hs[i] (Li, N)`` -> ``(layers, means)``."""
-    halves = tuple(real_half(alm[..., :h.shape[0], :h.shape[0]]) for h in hs)
+    L = max(h.shape[0] for h in hs)
     pairs = tuple((int(i1), tuple(int(i) for i in partners)) for i1, partners in pairs)
-    return backend.two_layers(halves, tuple(hs), N, tuple(bandlimits), pairs)
+    return backend.two_layers(real_half(alm[..., :L, :L]), tuple(hs), N, tuple(bandlimits), pairs)
 
 
 def real_half(half):

@@ -1064,69 +1064,75 @@ _KEPT = _Kept()
 
 @functools.lru_cache(maxsize=None)
 def _two_layers_op(N, real, bandlimits, pairs):
-    """:func:`_two_layers_kernel` as a JAX function of ``(halves, hs)`` returning
-    ``(grams, means)``: one host callback, its VJP one more. The rows and the signs of the
-    first layer's maps stay on the host for the VJP (:class:`_Kept`); the residual is their
-    ticket (with the inputs, should they be gone)."""
+    """:func:`_two_layers_kernel` as a JAX function of ``(half, hs)`` (the field's half, read
+    by each scale to its band-limit on the host) returning ``(grams, means)``: one host
+    callback, its VJP one more. The rows and the signs of the first layer's maps stay on the
+    host for the VJP (:class:`_Kept`); the residual is their ticket (with the inputs, should
+    they be gone)."""
     real = np.dtype(real)
     cdtype = np.result_type(real, np.complex64)
     K = 2 * N - 1
     partners = dict(pairs)
 
-    def shapes(halves, keep):
-        batch = halves[0].shape[:-2]
+    def shapes(half, hs, keep):
+        batch = half.shape[:-2]
         grams = []
-        for i, x in enumerate(halves):
-            C = _components(N, x.shape[-1])[1].shape[1]
+        for i, h in enumerate(hs):
+            C = _components(N, h.shape[-2])[1].shape[1]
             n = (K * len(partners.get(i, ())) + 1) * C
             grams.append(jax.ShapeDtypeStruct(batch + (n, n), real))
-        means = (jax.ShapeDtypeStruct(batch + (K, 1, 1), cdtype),) * len(halves)
+        means = (jax.ShapeDtypeStruct(batch + (K, 1, 1), cdtype),) * len(hs)
         return (tuple(grams), means) + ((jax.ShapeDtypeStruct(batch, np.int64),) if keep else ())
 
-    def run(halves, hs, signs):
+    def run(half, hs, signs):
+        half = np.asarray(half)
+        halves = tuple(half[..., :h.shape[-2], :h.shape[-2]] for h in hs)
         return _together([functools.partial(_two_layers_kernel, halves, hs, bandlimits, pairs, N,
                                             cdtype, signs)])[0]
 
-    def forward(halves, hs, keep):
-        grams, means, signs, rows = run(halves, hs, keep)
+    def forward(half, hs, keep):
+        grams, means, signs, rows = run(half, hs, keep)
         if not keep:
             return grams, means
         ticket = _KEPT.put(rows, signs)
-        return grams, means, np.full(halves[0].shape[:-2], ticket, np.int64)
+        return grams, means, np.full(half.shape[:-2], ticket, np.int64)
 
-    def backward(halves, hs, ticket, cts):
+    def backward(half, hs, ticket, cts):
         kept = _KEPT.take(int(np.asarray(ticket).flat[0]))
         if kept is None:
-            _, _, signs, rows = run(halves, hs, True)
+            _, _, signs, rows = run(half, hs, True)
         else:
             rows, signs = kept
-        return _together([functools.partial(_two_layers_ct_kernel, hs, bandlimits, pairs, N, cdtype,
-                                            signs, rows, *cts)])[0]
+        grads = _together([functools.partial(_two_layers_ct_kernel, hs, bandlimits, pairs, N,
+                                             cdtype, signs, rows, *cts)])[0]
+        out = np.zeros(np.shape(half), cdtype)
+        for g in grads:
+            out[..., :g.shape[-2], :g.shape[-1]] += g
+        return out
 
-    def call(halves, hs, keep):
-        return jax.pure_callback(functools.partial(forward, keep=keep), shapes(halves, keep),
-                                 halves, hs, vmap_method="expand_dims")
+    def call(half, hs, keep):
+        return jax.pure_callback(functools.partial(forward, keep=keep), shapes(half, hs, keep),
+                                 half, hs, vmap_method="expand_dims")
 
     @jax.custom_vjp
-    def f(halves, hs):
-        return call(halves, hs, False)
+    def f(half, hs):
+        return call(half, hs, False)
 
-    def f_fwd(halves, hs):
-        grams, means, ticket = call(halves, hs, True)
-        return (grams, means), (halves, hs, ticket)
+    def f_fwd(half, hs):
+        grams, means, ticket = call(half, hs, True)
+        return (grams, means), (half, hs, ticket)
 
     def f_bwd(res, cts):
-        halves, hs, ticket = res
+        half, hs, ticket = res
         ct_grams, ct_means = cts
         cts = (tuple(c.astype(real) for c in ct_grams), tuple(c.astype(cdtype) for c in ct_means))
-        out = tuple(jax.ShapeDtypeStruct(x.shape, cdtype) for x in halves)
-        grads = jax.pure_callback(backward, out, halves, hs, ticket, cts,
-                                  vmap_method="broadcast_all")
-        return grads, tuple(jnp.zeros_like(h) for h in hs)
+        grad = jax.pure_callback(backward, jax.ShapeDtypeStruct(half.shape, cdtype), half, hs,
+                                 ticket, cts, vmap_method="broadcast_all")
+        return grad, tuple(jnp.zeros_like(h) for h in hs)
 
     f.defvjp(f_fwd, f_bwd)
-    return lambda halves, hs: f(tuple(jnp.asarray(x).astype(cdtype) for x in halves),
-                                tuple(jnp.asarray(h).astype(cdtype) for h in hs))
+    return lambda half, hs: f(jnp.asarray(half).astype(cdtype),
+                              tuple(jnp.asarray(h).astype(cdtype) for h in hs))
 
 
 # ------------------------------------------------------------------ JAX wrappers
@@ -1286,7 +1292,7 @@ class DuccTransforms(SphericalTransforms):
     def wavelets_real_scales(self, halves, hs, N, fourier=False):
         return _wavelets_op(int(N), self.dtype.str, bool(fourier))(tuple(halves), tuple(hs))
 
-    def two_layers(self, halves, hs, N, bandlimits, pairs):
+    def two_layers(self, half, hs, N, bandlimits, pairs):
         op = _two_layers_op(int(N), self.dtype.str, tuple(int(B) for B in bandlimits), tuple(pairs))
-        grams, means = op(tuple(halves), tuple(hs))
+        grams, means = op(half, tuple(hs))
         return tuple(Mixed(g, _components(int(N), h.shape[0])[1]) for g, h in zip(grams, hs)), means
