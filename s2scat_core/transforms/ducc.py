@@ -879,7 +879,7 @@ def _modulus_ct_kernel(h, sign, ct_first, ct_m, N, cdtype, bandlimit, calls):
     legs = np.empty((K, g.shape[0], L, L), cdtype)
     _map2leg(g, out=legs.swapaxes(0, 1))
     legs *= _m_weights(L, 1.0, 2.0)
-    terms, mixing = _components(N, L)
+    _, mixing = _components(N, L)
     parts = _mix(mixing.T, legs)  # component first
     C = parts.shape[0]
     fc = np.ascontiguousarray(ct_first).view(cdtype).reshape(-1, C, L, L)
@@ -1062,27 +1062,56 @@ class _Kept:
 _KEPT = _Kept()
 
 
+def _pack(arrays, lead, real):
+    """Arrays with leading axes ``lead`` (complex ones as real pairs) -> one real array
+    ``(*lead, total)``: a host callback takes or gives one array instead of many (each costs
+    about 20 us to hand over)."""
+    xp = np if all(isinstance(a, np.ndarray) for a in arrays) else jnp
+    flat = []
+    for a in arrays:
+        if xp.iscomplexobj(a):
+            a = xp.stack([a.real, a.imag], axis=-1) if xp is jnp else a.view(real)
+        flat.append(xp.reshape(a.astype(real), lead + (-1,)))
+    return xp.concatenate(flat, axis=-1)
+
+
+def _unpack(flat, specs, lead):
+    """Inverse of :func:`_pack`: ``specs`` the ``(shape, dtype)`` of each array (core axes)."""
+    xp = np if isinstance(flat, np.ndarray) else jnp
+    out, start = [], 0
+    for shape, dtype in specs:
+        cplx = np.issubdtype(dtype, np.complexfloating)
+        size = int(np.prod(shape)) * (2 if cplx else 1)
+        part = xp.reshape(flat[..., start:start + size], lead + tuple(shape) + ((2,) if cplx else ()))
+        if cplx:
+            part = part.view(dtype)[..., 0] if xp is np else jax.lax.complex(part[..., 0], part[..., 1])
+        out.append(part)
+        start += size
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def _two_layers_op(N, real, bandlimits, pairs):
     """:func:`_two_layers_kernel` as a JAX function of ``(half, hs)`` (the field's half, read
     by each scale to its band-limit on the host) returning ``(grams, means)``: one host
-    callback, its VJP one more. The rows and the signs of the first layer's maps stay on the
-    host for the VJP (:class:`_Kept`); the residual is their ticket (with the inputs, should
-    they be gone)."""
+    callback, its VJP one more, each handed few arrays (:func:`_pack`). The rows and the signs
+    of the first layer's maps stay on the host for the VJP (:class:`_Kept`); the residual is
+    their ticket (with the inputs, should they be gone)."""
     real = np.dtype(real)
     cdtype = np.result_type(real, np.complex64)
     K = 2 * N - 1
     partners = dict(pairs)
 
-    def shapes(half, hs, keep):
-        batch = half.shape[:-2]
-        grams = []
-        for i, h in enumerate(hs):
-            C = _components(N, h.shape[-2])[1].shape[1]
-            n = (K * len(partners.get(i, ())) + 1) * C
-            grams.append(jax.ShapeDtypeStruct(batch + (n, n), real))
-        means = (jax.ShapeDtypeStruct(batch + (K, 1, 1), cdtype),) * len(hs)
-        return (tuple(grams), means) + ((jax.ShapeDtypeStruct(batch, np.int64),) if keep else ())
+    def specs(Ls):
+        grams = [(((K * len(partners.get(i, ())) + 1) * _components(N, L)[1].shape[1],) * 2, real)
+                 for i, L in enumerate(Ls)]
+        return grams + [((K, 1, 1), cdtype)] * len(Ls)
+
+    def weights(hs_flat, Ls):
+        flat = np.asarray(hs_flat)
+        ends = np.cumsum([0] + [L * N for L in Ls])
+        return [flat[..., a:b].reshape(flat.shape[:-1] + (L, N))
+                for a, b, L in zip(ends[:-1], ends[1:], Ls)]
 
     def run(half, hs, signs):
         half = np.asarray(half)
@@ -1090,49 +1119,67 @@ def _two_layers_op(N, real, bandlimits, pairs):
         return _together([functools.partial(_two_layers_kernel, halves, hs, bandlimits, pairs, N,
                                             cdtype, signs)])[0]
 
-    def forward(half, hs, keep):
+    def forward(half, hs_flat, Ls, keep):
+        hs = weights(hs_flat, Ls)
         grams, means, signs, rows = run(half, hs, keep)
+        out = _pack(list(grams) + list(means), half.shape[:-2], real)
         if not keep:
-            return grams, means
-        ticket = _KEPT.put(rows, signs)
-        return grams, means, np.full(half.shape[:-2], ticket, np.int64)
+            return out
+        return out, np.full(half.shape[:-2], _KEPT.put(rows, signs), np.int64)
 
-    def backward(half, hs, ticket, cts):
+    def backward(half, hs_flat, ticket, cts, Ls):
+        hs = weights(hs_flat, Ls)
+        cts = _unpack(np.asarray(cts), specs(Ls), cts.shape[:-1])
         kept = _KEPT.take(int(np.asarray(ticket).flat[0]))
         if kept is None:
             _, _, signs, rows = run(half, hs, True)
         else:
             rows, signs = kept
         grads = _together([functools.partial(_two_layers_ct_kernel, hs, bandlimits, pairs, N,
-                                             cdtype, signs, rows, *cts)])[0]
+                                             cdtype, signs, rows, cts[:len(Ls)], cts[len(Ls):])])[0]
         out = np.zeros(np.shape(half), cdtype)
         for g in grads:
             out[..., :g.shape[-2], :g.shape[-1]] += g
         return out
 
-    def call(half, hs, keep):
-        return jax.pure_callback(functools.partial(forward, keep=keep), shapes(half, hs, keep),
-                                 half, hs, vmap_method="expand_dims")
+    def call(half, hs_flat, Ls, keep):
+        batch = half.shape[:-2]
+        size = sum(int(np.prod(shape)) * (2 if dtype == cdtype else 1) for shape, dtype in specs(Ls))
+        shapes = jax.ShapeDtypeStruct(batch + (size,), real)
+        if keep:
+            shapes = (shapes, jax.ShapeDtypeStruct(batch, np.int64))
+        out = jax.pure_callback(functools.partial(forward, Ls=Ls, keep=keep), shapes, half,
+                                hs_flat, vmap_method="expand_dims")
+        flat, ticket = out if keep else (out, None)
+        stats = _unpack(flat, specs(Ls), batch)
+        return (tuple(stats[:len(Ls)]), tuple(stats[len(Ls):])), ticket
 
-    @jax.custom_vjp
-    def f(half, hs):
-        return call(half, hs, False)
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+    def f(half, hs_flat, Ls):
+        return call(half, hs_flat, Ls, False)[0]
 
-    def f_fwd(half, hs):
-        grams, means, ticket = call(half, hs, True)
-        return (grams, means), (half, hs, ticket)
+    def f_fwd(half, hs_flat, Ls):
+        out, ticket = call(half, hs_flat, Ls, True)
+        return out, (half, hs_flat, ticket)
 
-    def f_bwd(res, cts):
-        half, hs, ticket = res
+    def f_bwd(Ls, res, cts):
+        half, hs_flat, ticket = res
         ct_grams, ct_means = cts
-        cts = (tuple(c.astype(real) for c in ct_grams), tuple(c.astype(cdtype) for c in ct_means))
-        grad = jax.pure_callback(backward, jax.ShapeDtypeStruct(half.shape, cdtype), half, hs,
-                                 ticket, cts, vmap_method="broadcast_all")
-        return grad, tuple(jnp.zeros_like(h) for h in hs)
+        cts = _pack([c.astype(real) for c in ct_grams] + [c.astype(cdtype) for c in ct_means],
+                    half.shape[:-2], real)
+        grad = jax.pure_callback(functools.partial(backward, Ls=Ls),
+                                 jax.ShapeDtypeStruct(half.shape, cdtype), half, hs_flat, ticket,
+                                 cts, vmap_method="broadcast_all")
+        return grad, jnp.zeros_like(hs_flat)
 
     f.defvjp(f_fwd, f_bwd)
-    return lambda half, hs: f(jnp.asarray(half).astype(cdtype),
-                              tuple(jnp.asarray(h).astype(cdtype) for h in hs))
+
+    def op(half, hs):
+        hs = [jnp.asarray(h).astype(cdtype) for h in hs]
+        return f(jnp.asarray(half).astype(cdtype), jnp.concatenate([h.ravel() for h in hs]),
+                 tuple(int(h.shape[0]) for h in hs))
+
+    return op
 
 
 # ------------------------------------------------------------------ JAX wrappers
