@@ -168,10 +168,11 @@ class _Calls(list):
 
 
 def _work(call):
-    """Rough cost of a call: rings times the ``(l, m)`` it covers, twice for a spin pair."""
+    """Rough cost of a call: rings times the ``(l, m)`` it covers, twice for a spin pair (in
+    Python integers: sorting a round's calls by it should cost nothing)."""
     kw = call.keywords
-    return (len(kw["theta"]) * float(np.sum(kw["lmax"] + 1 - kw["mval"]))
-            * (2.0 if kw["spin"] else 1.0))
+    m0, m1, lmax = int(kw["mval"][0]), int(kw["mval"][-1]), kw["lmax"]
+    return len(kw["theta"]) * (m1 - m0 + 1) * (2 * lmax + 2 - m0 - m1) * (2 if kw["spin"] else 1)
 
 
 #: From this many rings on, each map's transform is split into ``m`` blocks of equal work, one
