@@ -196,6 +196,38 @@ def test_host_pool_products_and_passes_equal_numpy():
     assert _host_threads.run([lambda i=i: i * i for i in range(7)]) == [i * i for i in range(7)]
 
 
+def test_calls_launched_in_batches_all_run_and_their_errors_surface():
+    """``ducc._Calls``: calls launched on the pool in several batches (the workers of the
+    first done before the second) all run once; an error in one is raised by ``run``."""
+    from s2scat_core.transforms import ducc
+
+    ran = []
+
+    def call(i, nthreads, **_):
+        if i < 0:
+            raise RuntimeError("ducc0 failed")
+        ran.append(i)
+
+    def calls_of(ids):
+        return [functools.partial(call, i, theta=np.zeros(4), mval=np.arange(4, dtype=np.uintp),
+                                  lmax=3, spin=0) for i in ids]
+
+    calls = ducc._Calls()
+    calls += calls_of(range(3))
+    calls.launch()
+    for worker in calls._workers:
+        worker.result()
+    calls += calls_of(range(3, 5))
+    calls.launch()
+    calls += calls_of(range(5, 7))
+    calls.run()
+    assert sorted(ran) == list(range(7)) and not calls
+    calls += calls_of([7, -1, 8])
+    calls.launch()
+    with pytest.raises(RuntimeError, match="ducc0 failed"):
+        calls.run()
+
+
 def _pool_squares():
     from s2scat_core.transforms import _host_threads
 

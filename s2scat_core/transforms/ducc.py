@@ -142,9 +142,16 @@ class _Calls(list):
             return
         self._queue.extend(sorted(self, key=_work, reverse=True))
         self.clear()
-        if not self._workers:
-            pool = _host_threads.pool()
-            self._workers = [pool.submit(self._drain) for _ in range(_host_threads.THREADS - 1)]
+        alive = []
+        for worker in self._workers:  # a finished worker's error is raised here
+            if worker.done():
+                worker.result()
+            else:
+                alive.append(worker)
+        self._workers = alive
+        pool = _host_threads.pool()
+        self._workers += [pool.submit(self._drain)
+                          for _ in range(_host_threads.THREADS - 1 - len(self._workers))]
 
     def _drain(self):
         while True:
@@ -155,16 +162,15 @@ class _Calls(list):
             call(nthreads=1)
 
     def run(self):
-        if not self._workers:
+        if self._workers:
+            self.launch()
+            self._drain()
+            for worker in self._workers:
+                worker.result()
+            self._workers = []
+        else:  # nothing launched: as one batch (a lone call on ducc0's own threads)
             _run(list(self))
             self.clear()
-            return
-        self._queue.extend(sorted(self, key=_work, reverse=True))
-        self.clear()
-        self._drain()
-        for worker in self._workers:
-            worker.result()
-        self._workers = []
 
 
 def _work(call):
