@@ -39,9 +39,9 @@ __all__ = ["Progress", "SynthesisResult", "resolve_mode", "synthesize"]
 
 
 #: ``"auto"`` picks ``"ducc"`` on a CPU from this band-limit up. Below it the tabulated kernels
-#: are small and ``"precompute"`` is as fast or faster (2 CPU cores, N = 3, gradient of one
-#: field: precompute 17.5 ms against ducc 21.3 ms at L = 64, but 98.5 ms against 48.9 ms at
-#: L = 128; the quickstart, 4 fields at L = 64, took 90 s with either).
+#: are small and ``"precompute"`` is about as fast (2 CPU cores, N = 3, gradient of one field:
+#: precompute 16.5 ms against ducc 16.8 ms at L = 64, but 87.2 ms against 39.5 ms at L = 128;
+#: the quickstart, 4 fields at L = 64, took 90 s with either at the last comparison).
 DUCC_FROM_L = 128
 
 
