@@ -2,9 +2,9 @@
 
 One pool of ``THREADS`` workers (the cores this process may use), each running one task at a
 time on one thread: ducc0 calls (which release the GIL), matrix products and large elementwise
-passes. :func:`share` lets the calling thread and all workers but one drain a queue of work
-together. Two things make this faster than letting each library thread itself on a 2-core
-machine:
+passes (the ``ducc`` backend's rounds of calls are drained by the calling thread and all
+workers but one together). Two things make this faster than letting each library thread
+itself on a 2-core machine:
 
 * ducc0's own threads on one map scale poorly (L = 512: 0.75x the one-thread time on two
   threads), while two maps, or two halves of one map's ``m`` range, on two workers take 0.52x
@@ -99,19 +99,6 @@ def run(tasks) -> list:
     if len(tasks) <= 1 or THREADS == 1 or in_worker():
         return [task() for task in tasks]
     return [future.result() for future in [pool().submit(task) for task in tasks]]
-
-
-def share(task) -> None:
-    """Run ``task`` (a function that takes work from a shared queue until it is empty) in the
-    calling thread and on every worker but one, together: as many threads as cores. Inline only
-    on one core or from a worker."""
-    if THREADS == 1 or in_worker():
-        task()
-        return
-    futures = [pool().submit(task) for _ in range(THREADS - 1)]
-    task()
-    for future in futures:
-        future.result()
 
 
 def matmul_columns(a, b, out):

@@ -107,30 +107,23 @@ def _threads(L):
 def _run(calls):
     """Run ducc0 calls (``functools.partial`` of ``alm2leg``/``leg2alm`` taking ``nthreads``):
     one call alone with ducc0's own threads; several from one queue, largest first, drained by
-    the calling thread and the host pool's one-thread workers together
-    (:func:`._host_threads.share`), so that no thread waits while work is left."""
+    the calling thread and the host pool's one-thread workers together (:class:`_Calls`), so
+    that no thread waits while work is left."""
     if len(calls) == 1:
         calls[0](nthreads=_threads(len(calls[0].keywords["theta"])))
         return
-    queue = collections.deque(sorted(calls, key=_work, reverse=True))
-
-    def drain():
-        while True:
-            try:
-                call = queue.popleft()
-            except IndexError:
-                return
-            call(nthreads=1)
-
-    _host_threads.share(drain)
+    batch = _Calls()
+    batch += calls
+    batch.run()
 
 
 class _Calls(list):
-    """The ducc0 calls a round queues (a list of them). :meth:`launch` starts those queued so
-    far on the host pool's workers and returns, so that the calling thread can go on with
-    work that does not wait for them (the small scales' table products); :meth:`run`, at the
-    end of the round, launches the rest, drains the queue with the calling thread too, and
-    waits for all of them (as :func:`_run`)."""
+    """The ducc0 calls a round queues (a list of them). :meth:`launch` moves those queued so
+    far to the queue, largest first, and starts the host pool's workers on it, so that the
+    calling thread can go on with work that does not wait for them (the small scales' table
+    products); :meth:`run`, at the end of the round, launches the rest, drains the queue with
+    the calling thread too, and waits for the workers (raising their errors). On one core, or
+    from a worker, the calling thread alone drains it."""
 
     def __init__(self):
         super().__init__()
@@ -138,10 +131,12 @@ class _Calls(list):
         self._workers = []
 
     def launch(self):
-        if not self or _host_threads.THREADS == 1 or _host_threads.in_worker():
+        if not self:
             return
         self._queue.extend(sorted(self, key=_work, reverse=True))
         self.clear()
+        if _host_threads.THREADS == 1 or _host_threads.in_worker():
+            return
         alive = []
         for worker in self._workers:  # a finished worker's error is raised here
             if worker.done():
@@ -162,15 +157,15 @@ class _Calls(list):
             call(nthreads=1)
 
     def run(self):
-        if self._workers:
-            self.launch()
-            self._drain()
-            for worker in self._workers:
-                worker.result()
-            self._workers = []
-        else:  # nothing launched: as one batch (a lone call on ducc0's own threads)
-            _run(list(self))
+        if len(self) == 1 and not self._queue and not self._workers:
+            _run(list(self))  # a lone call: on ducc0's own threads
             self.clear()
+            return
+        self.launch()
+        self._drain()
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.result()
 
 
 def _work(call):
@@ -778,12 +773,15 @@ def _components_ct_start(h, ct, N, cdtype, calls):
     return _real_field_finish(_parts_ct_start(parts, h, N, cdtype, calls), lead, L)
 
 
-def _legs_ct_start(legs, h, N, cdtype, calls):
+def _legs_ct_start(legs, h, N, cdtype, calls, parts_ct=None):
     """Cotangent on ``f`` from that of the direction Legendre sums ``legs (2N-1, n, L, L)``
-    (``leg_k`` of :func:`_wavelets_real_start`), before any ``m > 0`` doubling: ``(n, L, L)``, given
-    by the returned callable once the calls queued on ``calls`` have run."""
+    (``leg_k`` of :func:`_wavelets_real_start`), plus ``parts_ct (C, n, L, L)`` on the
+    components if given, before any ``m > 0`` doubling: ``(n, L, L)``, given by the returned
+    callable once the calls queued on ``calls`` have run."""
     _, mixing = _components(N, h.shape[0])
     parts = _mix(mixing.T, legs)  # component first
+    if parts_ct is not None:
+        parts += parts_ct
     parts[..., 0].imag = 0.0  # f_l0 is real: the imaginary parts at m = 0 carry nothing
     return _parts_ct_start(parts, h, N, cdtype, calls)
 
@@ -886,13 +884,10 @@ def _modulus_ct_kernel(h, sign, ct_first, ct_m, N, cdtype, bandlimit, calls):
     legs = np.empty((K, g.shape[0], L, L), cdtype)
     _map2leg(g, out=legs.swapaxes(0, 1))
     legs *= _m_weights(L, 1.0, 2.0)
-    _, mixing = _components(N, L)
-    parts = _mix(mixing.T, legs)  # component first
-    C = parts.shape[0]
+    C = ct_first.shape[-4]
     fc = np.ascontiguousarray(ct_first).view(cdtype).reshape(-1, C, L, L)
-    parts += fc.swapaxes(0, 1) * _ring_factors(L, cdtype)
-    parts[..., 0].imag = 0.0  # f_l0 is real: the imaginary parts at m = 0 carry nothing
-    finish = _real_field_finish(_parts_ct_start(parts, h, N, cdtype, calls), lead, L)
+    finish = _real_field_finish(_legs_ct_start(legs, h, N, cdtype, calls, parts_ct=fc.swapaxes(
+        0, 1) * _ring_factors(L, cdtype)), lead, L)
     yield
     return finish()
 
@@ -1115,10 +1110,7 @@ def _two_layers_op(N, real, bandlimits, pairs):
         return grams + [((K, 1, 1), cdtype)] * len(Ls)
 
     def weights(hs_flat, Ls):
-        flat = np.asarray(hs_flat)
-        ends = np.cumsum([0] + [L * N for L in Ls])
-        return [flat[..., a:b].reshape(flat.shape[:-1] + (L, N))
-                for a, b, L in zip(ends[:-1], ends[1:], Ls)]
+        return _unpack(np.asarray(hs_flat), [((L, N), cdtype) for L in Ls], hs_flat.shape[:-1])
 
     def run(half, hs, signs):
         half = np.asarray(half)
@@ -1183,7 +1175,7 @@ def _two_layers_op(N, real, bandlimits, pairs):
 
     def op(half, hs):
         hs = [jnp.asarray(h).astype(cdtype) for h in hs]
-        return f(jnp.asarray(half).astype(cdtype), jnp.concatenate([h.ravel() for h in hs]),
+        return f(jnp.asarray(half).astype(cdtype), _pack(hs, (), real),
                  tuple(int(h.shape[0]) for h in hs))
 
     return op
