@@ -228,6 +228,50 @@ def test_calls_launched_in_batches_all_run_and_their_errors_surface():
         calls.run()
 
 
+def test_lockstep_shared_out_gives_the_results_of_the_sequential_one():
+    """``ducc._lockstep`` with ``sizes``: the first ``k`` generators advance side by side on the
+    calling thread and the pool (each round, in groups of about equal size), the rest in the
+    calling thread; every generator sees its rounds in order and the results are those of the
+    sequential lockstep. A ``run`` inside a shared task runs inline (its cores are busy)."""
+    import threading
+
+    from s2scat_core.transforms import _host_threads, ducc
+
+    def kernel(i, rounds, seen):
+        for r in range(rounds):
+            seen.append((i, r, threading.get_ident(), _host_threads.cores()))
+            assert _host_threads.run([lambda: i, lambda: -i]) == [i, -i]
+            yield
+        return i * 10 + rounds
+
+    def drive(sizes):
+        seen = []
+        gens = [kernel(i, rounds, seen) for i, rounds in enumerate([2, 3, 1, 2, 0])]
+        lock = ducc._lockstep(gens, launch=(3, ducc._Calls()), sizes=sizes)
+        yields = 0
+        while True:
+            try:
+                next(lock)
+                yields += 1
+            except StopIteration as stop:
+                return stop.value, yields, seen
+
+    serial, yields, seen = drive(None)
+    shared, shared_yields, shared_seen = drive([5, 1, 4, 9, 9])
+    assert shared == serial == [2, 13, 21, 32, 40] and shared_yields == yields == 3
+    for i in range(5):
+        assert [r for j, r, _, _ in shared_seen if j == i] == [r for j, r, _, _ in seen if j == i]
+    threads = {t for i, _, t, _ in shared_seen if i < 3}
+    assert threads <= {threading.get_ident()} | {t.ident for t in _host_threads.pool()._threads}
+    if _host_threads.THREADS > 1:
+        assert threading.get_ident() in threads and len(threads) > 1
+        assert all(c == 1 for i, _, _, c in shared_seen if i < 3)
+    groups = ducc._share([0, 1, 2, 3], [5, 1, 4, 9])
+    assert sorted(sum(groups, [])) == [0, 1, 2, 3] and len(groups) == min(_host_threads.THREADS, 4)
+    if _host_threads.THREADS == 2:
+        assert groups == [[3, 1], [0, 2]]  # loads 10 and 9
+
+
 def _pool_squares():
     from s2scat_core.transforms import _host_threads
 

@@ -80,6 +80,12 @@ def in_worker() -> bool:
     return getattr(_LOCAL, "worker", False)
 
 
+def cores() -> int:
+    """The cores a library call from the calling thread may use: ``THREADS``, or 1 in a worker
+    or while :func:`run` shares tasks out (the other cores are busy with them)."""
+    return 1 if in_worker() or getattr(_LOCAL, "sharing", False) else THREADS
+
+
 def pool() -> concurrent.futures.ThreadPoolExecutor:
     """The shared pool, created on first use in each process (a child made by ``fork`` does not
     inherit the parent's threads, so it gets a pool of its own)."""
@@ -93,12 +99,19 @@ def pool() -> concurrent.futures.ThreadPoolExecutor:
 
 
 def run(tasks) -> list:
-    """Run callables, in the calling thread if there is one task or one core or the caller is
-    a worker (a worker waiting on the pool could wait for ever), else on the pool; their
-    results in order."""
-    if len(tasks) <= 1 or THREADS == 1 or in_worker():
+    """Run callables side by side, the first in the calling thread and the others on the
+    pool; their results in order. All run in the calling thread if there is one task or one
+    core, or if the caller is a worker (a worker waiting on the pool could wait for ever) or
+    one of the tasks of a ``run`` (the other cores are busy with the others)."""
+    if len(tasks) <= 1 or cores() == 1:
         return [task() for task in tasks]
-    return [future.result() for future in [pool().submit(task) for task in tasks]]
+    futures = [pool().submit(task) for task in tasks[1:]]
+    _LOCAL.sharing = True
+    try:
+        first = tasks[0]()
+    finally:
+        _LOCAL.sharing = False
+    return [first] + [future.result() for future in futures]
 
 
 def matmul_columns(a, b, out):

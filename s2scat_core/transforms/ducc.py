@@ -31,7 +31,10 @@ that beats ducc0's own threads (two maps at a time take 0.52x the serial time at
 ducc0's two threads 0.75x), and crossing into Python once per layer instead of once per scale
 saves the XLA round trips that dominated at L = 128. The large scales' calls are launched
 first; the small scales' table products (below) run in the calling thread while they are
-under way (:meth:`_Calls.launch`). Analyses of moduli stop at the band-limit asked for
+under way (:meth:`_Calls.launch`). Between rounds, the large scales' NumPy work (mixing,
+FFTs, moduli, Gram matrices and their cotangents) is shared out too, whole scales to each
+thread (:func:`_by_scale`): the worker used to wait while the calling thread did it all
+(L = 128 gradient: 39 ms, now 34). Analyses of moduli stop at the band-limit asked for
 (``lmax`` below the grid's): their cost falls with its square.
 
 Synthesis is ``ducc0.sht.alm2leg`` (Legendre sums ``leg[t, m]`` on the GL colatitudes) then one
@@ -101,7 +104,7 @@ def _grid(L, bandlimit=None):
 
 
 def _threads(L):
-    return 1 if L < 128 else _NTHREADS
+    return 1 if L < 128 else _host_threads.cores()
 
 
 def _run(calls):
@@ -511,27 +514,53 @@ def _together(kernels):
             calls.run()
 
 
-def _lockstep(generators, launch=None):
+def _lockstep(generators, launch=None, sizes=None):
     """A generator that advances ``generators`` one round each, yields (their calls to run),
     and so on; it returns the list of their results. ``launch``: ``(k, calls)``: in each round,
     the calls queued by the first ``k`` generators are launched (:meth:`_Calls.launch`) before
-    the others advance, side by side with them."""
+    the others advance, side by side with them. ``sizes``: the work of each of the first ``k``
+    generators (all of them without ``launch``); given, they are shared out over the calling
+    thread and the host pool's workers (:func:`_share`), each advancing its own in turn."""
     results = [None] * len(generators)
+    k = len(generators) if launch is None else launch[0]
     pending = list(range(len(generators)))
-    while pending:
+
+    def advance(indices):
         still = []
-        for i in pending:
-            if launch is not None and i >= launch[0]:
-                launch[1].launch()
+        for i in indices:
             try:
                 next(generators[i])
                 still.append(i)
             except StopIteration as stop:
                 results[i] = stop.value
+        return still
+
+    while pending:
+        first = [i for i in pending if i < k]
+        if sizes is None:
+            still = advance(first)
+        else:
+            still = sum(_host_threads.run([functools.partial(advance, part)
+                                           for part in _share(first, sizes)]), [])
+        if launch is not None:
+            launch[1].launch()
+        still += advance([i for i in pending if i >= k])
         if still:
             yield
-        pending = still
+        pending = sorted(still)
     return results
+
+
+def _share(indices, sizes):
+    """``indices`` in at most ``_host_threads.THREADS`` groups of about equal total
+    ``sizes[i]`` (largest first, each to the lightest group)."""
+    groups = [[] for _ in range(min(_host_threads.THREADS, len(indices)))]
+    loads = [0] * len(groups)
+    for i in sorted(indices, key=lambda i: -sizes[i]):
+        g = loads.index(min(loads))
+        groups[g].append(i)
+        loads[g] += sizes[i]
+    return [g for g in groups if g]
 
 
 def _rounds(kernel, calls):
@@ -892,18 +921,17 @@ def _modulus_ct_kernel(h, sign, ct_first, ct_m, N, cdtype, bandlimit, calls):
     return finish()
 
 
-def _large_first(bandlimits):
-    """Indices of ``bandlimits``, those above ``TABLE_MAX`` (whose transforms are ducc0 calls)
-    first, largest first: their calls are launched before the small scales' table products
-    run, side by side with them."""
-    return sorted(range(len(bandlimits)), key=lambda i: -bandlimits[i])
-
-
-def _count_large(bandlimits):
-    return sum(1 for L in bandlimits if L > TABLE_MAX)
-
-
-def _unorder(results, order):
+def _by_scale(kernels, bandlimits, work, calls):
+    """Run per-scale kernels (generators; ``kernels[i]`` that of scale ``i``, whose transforms
+    are at band-limit ``bandlimits[i]``) in lockstep (:func:`_lockstep`): each round, those
+    above ``TABLE_MAX`` (whose transforms are ducc0 calls) advance first, shared out over the
+    calling thread and the pool's workers by ``work[i]``, their calls are launched, then the
+    others (table products) advance in the calling thread beside them. Their results, in scale
+    order."""
+    order = sorted(range(len(kernels)), key=lambda i: -bandlimits[i])
+    large = sum(1 for L in bandlimits if L > TABLE_MAX)
+    results = yield from _lockstep([kernels[i] for i in order], launch=(large, calls),
+                                   sizes=[work[i] for i in order])
     out = [None] * len(order)
     for i, r in zip(order, results):
         out[i] = r
@@ -928,28 +956,31 @@ def _two_layers_kernel(halves, hs, bandlimits, pairs, N, cdtype, signs, calls):
         firsts.append(rows[-1][..., I * C:, :, :])
         seconds[i] = rows[-1][..., :I * C, :, :].reshape(x.shape[:-2] + (-1, K, C, L, L))
     Ls = [x.shape[-1] for x in halves]
-    order = _large_first(Ls)
-    first = yield from _lockstep([_modulus_kernel(halves[i], hs[i], N, cdtype, bandlimits[i],
-                                                  signs, firsts[i], calls) for i in order],
-                                 launch=(_count_large(Ls), calls))
-    moduli, sign = zip(*_unorder(first, order))
-    finishes = {}
-    for i1, i2s in sorted(pairs, key=lambda p: -Ls[p[0]]):  # large first, launched, then small
-        L1 = Ls[i1]
-        if L1 <= TABLE_MAX:
-            calls.launch()
-        stack = np.stack([moduli[i2][..., :L1, :L1] for i2 in i2s], axis=-4)
-        finishes[i1] = _wavelets_real_start(stack, hs[i1], N, cdtype, "components", calls,
-                                            out=seconds[i1])
-        if L1 <= TABLE_MAX:  # table products: done already
-            finishes.pop(i1)()
-    grams = [None if i in finishes else _gram(_as_real_rows(r)) for i, r in enumerate(rows)]
-    yield
-    for i, finish in finishes.items():
-        finish()
-        grams[i] = _gram(_as_real_rows(rows[i]))
+    work = [r.shape[-3] * L ** 2 for r, L in zip(rows, Ls)]
+    first = yield from _by_scale([_modulus_kernel(x, h, N, cdtype, B, signs, y, calls)
+                                  for x, h, B, y in zip(halves, hs, bandlimits, firsts)], Ls,
+                                 [L ** 2 for L in Ls], calls)
+    moduli, sign = zip(*first)
+    grams = yield from _by_scale([_second_layer_kernel([moduli[i2] for i2 in partners.get(i, ())],
+                                                       h, N, cdtype, r, seconds[i], calls)
+                                  for i, (h, r) in enumerate(zip(hs, rows))], Ls, work, calls)
     return (tuple(grams), tuple(np.ascontiguousarray(m[..., :1, :1]) for m in moduli), sign,
             rows)
+
+
+def _second_layer_kernel(moduli, h, N, cdtype, rows, second, calls):
+    """Second layer of one scale ``j1`` (one round if its transforms are ducc0 calls): the
+    weighted components of the wavelet transforms of its partners' moduli ``moduli[a]``
+    ``(..., K, B, B)`` (``B >= L1``, read to ``L1``) written to ``second (..., A, K, C, L1, L1)``,
+    a view of ``rows``; returns the Gram matrix of ``rows`` (:func:`_gram`)."""
+    if moduli:
+        L1 = rows.shape[-1]
+        stack = np.stack([m[..., :L1, :L1] for m in moduli], axis=-4)
+        finish = _wavelets_real_start(stack, h, N, cdtype, "components", calls, out=second)
+        if L1 > TABLE_MAX:
+            yield
+        finish()
+    return _gram(_as_real_rows(rows))
 
 
 def _as_real_rows(rows):
@@ -991,39 +1022,47 @@ def _two_layers_ct_kernel(hs, bandlimits, pairs, N, cdtype, signs, rows, ct_gram
     """VJP of :func:`_two_layers_kernel` from the cotangents of its Gram matrices (given the
     ``rows`` and ``signs`` it computed), three rounds: the adjoint second layer (its cotangents
     added into the moduli's), the adjoint analyses, the adjoint first layer."""
-    K = 2 * N - 1
-    ct_rows = [None] * len(rows)
-    gathers = []
-    pairs = sorted(pairs, key=lambda p: -rows[p[0]].shape[-1])  # large first, launched, then small
-    for i1, i2s in pairs:
-        L1, C = rows[i1].shape[-1], _components(N, rows[i1].shape[-1])[1].shape[1]
-        if L1 <= TABLE_MAX:
-            calls.launch()
-        ct = ct_rows[i1] = _gram_ct(ct_grams[i1], rows[i1])
-        second = ct[..., :len(i2s) * K * C, :, :, :]
-        gathers.append(_components_ct_start(hs[i1], second.reshape(
-            second.shape[:-4] + (len(i2s), K, C, L1, L1, 2)), N, cdtype, calls))
-    calls.launch()
-    ct_rows = [_gram_ct(c, r) if ct is None else ct for c, r, ct in zip(ct_grams, rows, ct_rows)]
-    yield
+    Ls = [h.shape[-2] for h in hs]
+    partners = dict(pairs)
+    outs = yield from _by_scale([_second_layer_ct_kernel(c, r, h, N, cdtype,
+                                                         len(partners.get(i, ())), calls)
+                                 for i, (c, r, h) in enumerate(zip(ct_grams, rows, hs))], Ls,
+                                [r.shape[-3] * L ** 2 for r, L in zip(rows, Ls)], calls)
+    firsts, ct_seconds = zip(*outs)
     ct_moduli = []
     for c, B in zip(ct_means, bandlimits):
         full = np.zeros(c.shape[:-2] + (B, B), cdtype)
         full[..., :1, :1] = c
         ct_moduli.append(full)
-    for gather, (i1, i2s) in zip(gathers, pairs):
-        ct = gather()  # (..., A, K, L1, L1)
+    for i1, i2s in pairs:
+        ct = ct_seconds[i1]  # (..., A, K, L1, L1)
         L1 = ct.shape[-1]
         for a, i2 in enumerate(i2s):
             ct_moduli[i2][..., :L1, :L1] += ct[..., a, :, :, :]
-    firsts = [ct[..., ct.shape[-4] - _components(N, ct.shape[-2])[1].shape[1]:, :, :, :]
-              for ct in ct_rows]
-    Ls = [h.shape[-2] for h in hs]
-    order = _large_first(Ls)
-    grads = yield from _lockstep([_modulus_ct_kernel(hs[i], signs[i], firsts[i], ct_moduli[i], N,
-                                                     cdtype, bandlimits[i], calls) for i in order],
-                                 launch=(_count_large(Ls), calls))
-    return tuple(_unorder(grads, order))
+    grads = yield from _by_scale([_modulus_ct_kernel(h, s, ct, ctm, N, cdtype, B, calls)
+                                  for h, s, ct, ctm, B in zip(hs, signs, firsts, ct_moduli,
+                                                              bandlimits)], Ls,
+                                 [L ** 2 for L in Ls], calls)
+    return tuple(grads)
+
+
+def _second_layer_ct_kernel(ct_gram, rows, h, N, cdtype, A, calls):
+    """VJP of :func:`_second_layer_kernel` (``A`` partners; one round if its transforms are
+    ducc0 calls): from the cotangent of the Gram matrix to those of the rows' first-layer part
+    (real pairs ``(..., C, L1, L1, 2)``) and of the partners' moduli ``(..., A, K, L1, L1)``
+    (None if ``A = 0``)."""
+    K = 2 * N - 1
+    L1 = rows.shape[-1]
+    C = _components(N, L1)[1].shape[1]
+    ct = _gram_ct(ct_gram, rows)
+    if not A:
+        return ct, None
+    second = ct[..., :A * K * C, :, :, :]
+    gather = _components_ct_start(h, second.reshape(second.shape[:-4] + (A, K, C, L1, L1, 2)), N,
+                                  cdtype, calls)
+    if L1 > TABLE_MAX:
+        yield
+    return ct[..., A * K * C:, :, :, :], gather()
 
 
 class _Kept:
