@@ -106,12 +106,21 @@ def run(tasks) -> list:
     if len(tasks) <= 1 or cores() == 1:
         return [task() for task in tasks]
     futures = [pool().submit(task) for task in tasks[1:]]
+    with sharing():
+        first = tasks[0]()
+    return [first] + [future.result() for future in futures]
+
+
+@contextlib.contextmanager
+def sharing():
+    """Mark the calling thread as one of several sharing the cores for the duration
+    (:func:`cores` is 1 there)."""
+    previous = getattr(_LOCAL, "sharing", False)
     _LOCAL.sharing = True
     try:
-        first = tasks[0]()
+        yield
     finally:
-        _LOCAL.sharing = False
-    return [first] + [future.result() for future in futures]
+        _LOCAL.sharing = previous
 
 
 def matmul_columns(a, b, out):

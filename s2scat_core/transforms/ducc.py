@@ -898,14 +898,22 @@ def _sign(out, x):
 
 def _modulus_ct_kernel(h, sign, ct_first, ct_m, N, cdtype, bandlimit, calls):
     """VJP of :func:`_modulus_kernel`: cotangents of the components ``first`` (real pairs
-    ``(..., C, L, L, 2)``) and of ``M`` -> that of ``f (..., L, L)`` (two rounds). ``|W|`` passes
-    ``ct`` on as ``sign(W) ct``; the maps' cotangent enters through its FFT with ``m > 0``
-    doubled (as :func:`_wavelets_real_ct_start`) and is unmixed to components, ``first``'s is
-    weighted as in :func:`_components_ct_start`, and both go through one adjoint transform."""
+    ``(..., C, L, L, 2)``) and of ``M`` -> that of ``f (..., L, L)`` (two rounds). ``ct_m`` is
+    ``(c, parts)``: ``M``'s cotangent is ``c (..., K, 1, 1)`` at ``l = m = 0`` plus the
+    ``parts[a] (..., K, La, La)`` added in from ``l, m = 0`` (summed here, each scale its own,
+    so that the scales can do it side by side). ``|W|`` passes ``ct`` on as ``sign(W) ct``; the
+    maps' cotangent enters through its FFT with ``m > 0`` doubled (as
+    :func:`_wavelets_real_ct_start`) and is unmixed to components, ``first``'s is weighted as in
+    :func:`_components_ct_start`, and both go through one adjoint transform."""
     h = _weights(h, h.shape[-2], N)
     L = h.shape[0]
     K = 2 * N - 1
     lead = ct_first.shape[:-4]
+    c, parts = ct_m
+    ct_m = np.zeros(c.shape[:-2] + (bandlimit, bandlimit), cdtype)
+    ct_m[..., :1, :1] = c
+    for part in parts:
+        ct_m[..., :part.shape[-2], :part.shape[-1]] += part
     finish = _analysis_real_ct_start(ct_m, L, cdtype, bandlimit, calls)
     yield
     g = finish().reshape(-1, K, L, 2 * L - 1)  # cotangent of |W|
@@ -1029,19 +1037,13 @@ def _two_layers_ct_kernel(hs, bandlimits, pairs, N, cdtype, signs, rows, ct_gram
                                  for i, (c, r, h) in enumerate(zip(ct_grams, rows, hs))], Ls,
                                 [r.shape[-3] * L ** 2 for r, L in zip(rows, Ls)], calls)
     firsts, ct_seconds = zip(*outs)
-    ct_moduli = []
-    for c, B in zip(ct_means, bandlimits):
-        full = np.zeros(c.shape[:-2] + (B, B), cdtype)
-        full[..., :1, :1] = c
-        ct_moduli.append(full)
+    ct_parts = [[] for _ in Ls]  # cotangents of each scale's moduli from its j1 partners
     for i1, i2s in pairs:
-        ct = ct_seconds[i1]  # (..., A, K, L1, L1)
-        L1 = ct.shape[-1]
         for a, i2 in enumerate(i2s):
-            ct_moduli[i2][..., :L1, :L1] += ct[..., a, :, :, :]
-    grads = yield from _by_scale([_modulus_ct_kernel(h, s, ct, ctm, N, cdtype, B, calls)
-                                  for h, s, ct, ctm, B in zip(hs, signs, firsts, ct_moduli,
-                                                              bandlimits)], Ls,
+            ct_parts[i2].append(ct_seconds[i1][..., a, :, :, :])  # (..., K, L1, L1)
+    grads = yield from _by_scale([_modulus_ct_kernel(h, s, ct, (c, parts), N, cdtype, B, calls)
+                                  for h, s, ct, c, parts, B in zip(hs, signs, firsts, ct_means,
+                                                                   ct_parts, bandlimits)], Ls,
                                  [L ** 2 for L in Ls], calls)
     return tuple(grads)
 
