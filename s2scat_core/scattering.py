@@ -190,8 +190,8 @@ def build(L: int, N: int, J_min: int = 0, *, reality: bool = True, mode: str = "
         mode: transform backend, one of ``s2scat_core.transforms.BACKENDS``
             (``"precompute"``: tabulated kernels, fastest, ``O(N L^3)`` memory;
             ``"recursive"``: on-the-fly recursion, ``O(N L^2)`` memory; ``"ducc"``: ducc0's CPU
-            transforms, ``O(N L^2)`` memory, the fastest on a CPU from L = 128 (2-4x precompute
-            there) and the way beyond it, to L = 1024).
+            transforms, ``O(N L^2)`` memory, the fastest on a CPU from L = 64 (2.5x precompute
+            at L = 128) and the way beyond it, to L = 1024).
         isotropic: sum S3 and S4 over directions.
         delta_j: pair scales ``j1 < j2 <= j1 + delta_j`` only (``None``: all pairs), ``>= 1``.
         same_scale: also pair each scale with itself in S3 and S4 (``j2 = j1``,

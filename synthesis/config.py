@@ -108,7 +108,7 @@ class Statistics:
     same_scale: bool = option(True, "", "also pair each scale with itself in S3 and S4 (j2 = j1), "
                               "which S2SCAT 0.0.3 leaves out: the samples' pixel skewness comes "
                               "closer to the target's (false: S2SCAT's statistics exactly)")
-    mode: str = option("auto", "", "transform backend: 'auto' ('ducc' on CPU from L = 128 when "
+    mode: str = option("auto", "", "transform backend: 'auto' ('ducc' on CPU from L = 64 when "
                        "available, else 'precompute'), or a name in "
                        "s2scat_core.transforms.BACKENDS")
 

@@ -39,10 +39,11 @@ __all__ = ["Progress", "SynthesisResult", "resolve_mode", "synthesize"]
 
 
 #: ``"auto"`` picks ``"ducc"`` on a CPU from this band-limit up. Below it the tabulated kernels
-#: are small and ``"precompute"`` is about as fast (2 CPU cores, N = 3, gradient of one field:
-#: precompute 16.5 ms against ducc 16.8 ms at L = 64, but 87.2 ms against 39.5 ms at L = 128;
-#: the quickstart, 4 fields at L = 64, took 90 s with either at the last comparison).
-DUCC_FROM_L = 128
+#: are small and ``"precompute"`` is faster (2 CPU cores, N = 3, gradient of one field: 2.3 ms
+#: against 6.9 ms at L = 32, 18.1 ms against 20.7 ms at L = 64, 87.8 ms against 34.4 ms at
+#: L = 128); at L = 64 ``"ducc"`` compiles in 1.5 s instead of 7.7 s, and the quickstart
+#: (4 fields at L = 64, 600 L-BFGS steps) takes 53 s with it against 84 s.
+DUCC_FROM_L = 64
 
 
 def resolve_mode(mode: str = "auto", L: int | None = None) -> str:
