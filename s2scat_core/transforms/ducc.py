@@ -34,8 +34,8 @@ first; the small scales' table products (below) run in the calling thread while 
 under way (:meth:`_Calls.launch`). Between rounds, the large scales' NumPy work (mixing,
 FFTs, moduli, Gram matrices and their cotangents) is shared out too, whole scales to each
 thread (:func:`_by_scale`): the worker used to wait while the calling thread did it all
-(L = 128 gradient in the benchmark: 39.5 ms before, 31.1 ms after). Analyses of moduli stop at the band-limit asked for
-(``lmax`` below the grid's): their cost falls with its square.
+(L = 128 gradient in the benchmark: 39.5 ms before, 31.1 ms after). Analyses of moduli stop
+at the band-limit asked for (``lmax`` below the grid's): their cost falls with its square.
 
 Synthesis is ``ducc0.sht.alm2leg`` (Legendre sums ``leg[t, m]`` on the GL colatitudes) then one
 real FFT of length ``2L-1`` over ``phi`` for the whole batch (``ducc0.fft.c2r``); analysis and
@@ -952,7 +952,7 @@ def _two_layers_kernel(halves, hs, bandlimits, pairs, N, cdtype, signs, calls):
     Returns ``(grams, means, signs, rows)``: ``rows[i]`` scale ``i``'s rows, the second layer's
     components then the first layer's, ``(..., A*K*C + C, Li, Li)`` complex (weighted ring
     Fourier coefficients), and ``grams[i] (..., n, n)`` their Gram matrix as real pairs
-    (:class:`.base.Mixed`); the moduli are stacked for the second layer here."""
+    (:class:`.base.Mixed`). Each round's per-scale work is shared out (:func:`_by_scale`)."""
     K = 2 * N - 1
     partners = dict(pairs)
     rows, firsts, seconds = [], [], {}
@@ -1029,7 +1029,8 @@ def _two_layers_ct_kernel(hs, bandlimits, pairs, N, cdtype, signs, rows, ct_gram
                           calls):
     """VJP of :func:`_two_layers_kernel` from the cotangents of its Gram matrices (given the
     ``rows`` and ``signs`` it computed), three rounds: the adjoint second layer (its cotangents
-    added into the moduli's), the adjoint analyses, the adjoint first layer."""
+    added into the moduli's by each scale of moduli), the adjoint analyses, the adjoint first
+    layer."""
     Ls = [h.shape[-2] for h in hs]
     partners = dict(pairs)
     outs = yield from _by_scale([_second_layer_ct_kernel(c, r, h, N, cdtype,
