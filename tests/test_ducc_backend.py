@@ -272,6 +272,21 @@ def test_lockstep_shared_out_gives_the_results_of_the_sequential_one():
         assert groups == [[3, 1], [0, 2]]  # loads 10 and 9
 
 
+def test_host_pool_starts_all_its_workers_and_runs_tasks_side_by_side():
+    """``_host_threads.pool()`` has ``THREADS - 1`` live workers from the start (the calling
+    thread is the last), and ``run`` runs its tasks at the same time: with two cores, each of
+    two tasks waits for the other."""
+    import threading
+
+    from s2scat_core.transforms import _host_threads
+
+    pool = _host_threads.pool()
+    assert len(pool._threads) == max(1, _host_threads.THREADS - 1)
+    if _host_threads.THREADS > 1:
+        both = threading.Barrier(2, timeout=10)
+        assert sorted(_host_threads.run([both.wait, both.wait])) == [0, 1]  # else BrokenBarrierError
+
+
 def _pool_squares():
     from s2scat_core.transforms import _host_threads
 

@@ -1,10 +1,10 @@
 """Threads for the host-side kernels of the ``ducc`` backend.
 
-One pool of ``THREADS`` workers (the cores this process may use), each running one task at a
-time on one thread: ducc0 calls (which release the GIL), matrix products and large elementwise
-passes (the ``ducc`` backend's rounds of calls are drained by the calling thread and all
-workers but one together). Two things make this faster than letting each library thread
-itself on a 2-core machine:
+One pool of ``THREADS - 1`` workers beside the calling thread (``THREADS``: the cores this
+process may use), each running one task at a time on one thread: ducc0 calls (which release
+the GIL), matrix products and large elementwise passes (the ``ducc`` backend's rounds of
+calls are drained by the calling thread and the workers together). Two things make this
+faster than letting each library thread itself on a 2-core machine:
 
 * ducc0's own threads on one map scale poorly (L = 512: 0.75x the one-thread time on two
   threads), while two maps, or two halves of one map's ``m`` range, on two workers take 0.52x
@@ -88,13 +88,22 @@ def cores() -> int:
 
 def pool() -> concurrent.futures.ThreadPoolExecutor:
     """The shared pool, created on first use in each process (a child made by ``fork`` does not
-    inherit the parent's threads, so it gets a pool of its own)."""
+    inherit the parent's threads, so it gets a pool of its own). It has ``THREADS - 1``
+    workers (the calling thread is the last one: it takes a share of the work too), all
+    started at once: ``ThreadPoolExecutor`` starts a worker only when none is idle, and counts
+    one idle again after each task it ends, so a pool used one task at a time would keep one
+    worker, and tasks submitted together later would queue behind each other on it."""
     global _POOL, _POOL_PID
     with _LOCK:
         if _POOL is None or _POOL_PID != os.getpid():
-            _POOL = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="s2scat-host",
+            workers = max(1, THREADS - 1)
+            _POOL = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="s2scat-host",
                                                           initializer=_start_worker)
             _POOL_PID = os.getpid()
+            started = threading.Barrier(workers + 1)
+            for _ in range(workers):  # each waits for the others: none idle, so each starts one
+                _POOL.submit(started.wait)
+            started.wait()
         return _POOL
 
 
