@@ -138,7 +138,7 @@ class _Calls(list):
             return
         self._queue.extend(sorted(self, key=_work, reverse=True))
         self.clear()
-        if _host_threads.THREADS == 1 or _host_threads.in_worker():
+        if _host_threads.cores() == 1:
             return
         alive = []
         for worker in self._workers:  # a finished worker's error is raised here
@@ -998,10 +998,11 @@ def _as_real_rows(rows):
 
 def _gram(x):
     """``x x^T`` for ``x (..., n, X)``: ``(..., n, n)``, the columns shared out over the host
-    workers for large ``x`` (partial Gram matrices, summed)."""
+    workers for large ``x`` where :func:`._host_threads.cores` allows (partial Gram matrices,
+    summed)."""
     lead, (n, X) = x.shape[:-2], x.shape[-2:]
     flat = x.reshape((-1, n, X))
-    parts = min(_host_threads.THREADS, max(1, x.nbytes // _host_threads.SPLIT_BYTES))
+    parts = min(_host_threads.cores(), max(1, x.nbytes // _host_threads.SPLIT_BYTES))
     cuts = [X * i // parts for i in range(parts + 1)]
 
     def partial_gram(a, b):
