@@ -1127,9 +1127,11 @@ def _unpack(flat, specs, lead):
     for shape, dtype in specs:
         cplx = np.issubdtype(dtype, np.complexfloating)
         size = int(np.prod(shape)) * (2 if cplx else 1)
-        part = xp.reshape(flat[..., start:start + size], lead + tuple(shape) + ((2,) if cplx else ()))
+        part = xp.reshape(flat[..., start:start + size],
+                          lead + tuple(shape) + ((2,) if cplx else ()))
         if cplx:
-            part = part.view(dtype)[..., 0] if xp is np else jax.lax.complex(part[..., 0], part[..., 1])
+            part = (part.view(dtype)[..., 0] if xp is np
+                    else jax.lax.complex(part[..., 0], part[..., 1]))
         out.append(part)
         start += size
     return out
@@ -1186,7 +1188,8 @@ def _two_layers_op(N, real, bandlimits, pairs):
 
     def call(half, hs_flat, Ls, keep):
         batch = half.shape[:-2]
-        size = sum(int(np.prod(shape)) * (2 if dtype == cdtype else 1) for shape, dtype in specs(Ls))
+        size = sum(int(np.prod(shape)) * (2 if dtype == cdtype else 1)
+                   for shape, dtype in specs(Ls))
         shapes = jax.ShapeDtypeStruct(batch + (size,), real)
         if keep:
             shapes = (shapes, jax.ShapeDtypeStruct(batch, np.int64))
