@@ -177,6 +177,41 @@ def scale_statistics(layers, A):
     return S2, S3.reshape(A, I // A, -1), _pairs_first(S4, A)
 
 
+# ---------------------------------------------------------------- weighted (masked) averages
+# With a mask the sphere average is ``<x>_w = sum_tp omega_tp x_tp / (4 pi)``, ``omega`` the
+# pixel weights of :mod:`.masks` (``Q_t`` times the mask, rescaled to sum to ``4 pi``): the
+# formulas above with ``Q_t`` replaced by ``omega_tp``, on maps, since ``omega`` varies along
+# rings and the ring-Fourier products no longer apply.
+
+def weighted_mean(x, omega):
+    """``<x>_w = sum_tp omega_tp x_tp / (4 pi)`` over the last two axes of ``x (..., T, P)``,
+    ``omega (T, P)``: ``(...)``."""
+    return jnp.einsum("...tp,tp->...", x, omega) / (4 * np.pi)
+
+
+def weighted_moments(f, omega):
+    """Mean ``|<f>_w|`` and variance ``<|f|^2>_w - |<f>_w|^2`` of a map ``f (T, P)`` (real or
+    complex); with ``omega = Q`` these are :func:`mean_variance` (GL quadrature is exact for
+    ``f`` and ``|f|^2`` of band-limit ``T``)."""
+    mean = weighted_mean(f, omega)
+    power = weighted_mean(f.real**2 + f.imag**2 if jnp.iscomplexobj(f) else f * f, omega)
+    return jnp.abs(mean), power - jnp.abs(mean) ** 2
+
+
+def weighted_s3_s4(first, second, omega, A):
+    """``S3 (A, K2, K1)`` and ``S4 (A, A, K2, K2, K1)`` of one scale from maps.
+
+    ``first (K1, T, P)``: the first layer ``W_{j1,k1}`` (its real part); ``second
+    (A, K2, K1, T, P)``: ``N_{j1,j2,k2,k1}`` (:func:`.transforms.base.second_layers`);
+    ``S3 = sum_tp omega N W``, ``S4 = sum_tp omega N N'`` (no ``1/(4 pi)``, as unmasked).
+    """
+    K1 = first.shape[0]
+    S3 = jnp.einsum("aiktp,ktp,tp->aik", second, first, omega)
+    rows = jnp.moveaxis(second, 2, 0).reshape(K1, -1, omega.size)  # (K1, A*K2, X)
+    G = jnp.einsum("kix,kjx,x->ijk", rows, rows, omega.reshape(-1))
+    return S3, _pairs_first(G, A)
+
+
 def normalise(S1, S2, S3, S4, norm):
     """Divide by the reference power ``norm[j, k]`` (S2SCAT's ``apply_norm``).
 

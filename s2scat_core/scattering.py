@@ -22,11 +22,13 @@ import numpy as np
 
 from . import covariances as cov
 from . import labels as _labels
+from . import masks as _masks
 from . import transforms, wavelets
 from ._checks import check_choice, check_scales
 from ._malloc import keep_freed_memory
+from .masks import MaskWeights
 from .transforms import directional
-from .transforms.base import gl_weights, layers_from_maps
+from .transforms.base import gl_thetas, gl_weights, layers_from_maps, second_layers
 
 
 class Covariances(NamedTuple):
@@ -117,7 +119,7 @@ class Scattering:
         return _labels.labels(c.L, c.N, c.J_min, delta_j=c.delta_j, isotropic=c.isotropic,
                               same_scale=c.same_scale)
 
-    def scatter(self, flm, norm=None) -> Covariances:
+    def scatter(self, flm, norm=None, mask=None) -> Covariances:
         """Scattering covariances of ``flm``.
 
         Args:
@@ -127,6 +129,13 @@ class Scattering:
                 taken to be real).
             norm: ``None``, or the output of :meth:`norm` for a reference field, shape
                 ``(nJ, 2N-1)`` (shared by the batch) or ``(..., nJ, 2N-1)`` (one per member).
+            mask: ``None`` (full sky), a weight map ``(L, 2L-1)`` in ``[0, 1]`` on the
+                operator's GL grid (:meth:`grid`), or its :meth:`mask` (prepared once: pass
+                that inside ``jit`` and in loops). Every sphere average becomes a weighted
+                average over the observed sky, eroded per scale (:mod:`s2scat_core.masks`);
+                shared by the batch. The field's values under the mask still enter the
+                wavelet transform (zero-fill them, say); the erosion keeps them out of the
+                averages. A full mask of ones gives the unmasked numbers (1e-14).
 
         Returns:
             :class:`Covariances` of flat arrays, with the batch axes of ``flm`` in front.
@@ -134,12 +143,30 @@ class Scattering:
         flm, batch = self._check_flm(flm)
         if norm is not None:
             norm = self._check_norm(norm, batch)
-        return _scatter(self, flm, norm)
+        return _scatter(self, flm, norm, self._check_mask(mask))
 
-    def norm(self, flm) -> jax.Array:
-        """Normalisation from a (target) field: ``S2`` per scale and direction, ``(..., nJ, 2N-1)``."""
+    def norm(self, flm, mask=None) -> jax.Array:
+        """Normalisation from a (target) field: ``S2`` per scale and direction, ``(..., nJ, 2N-1)``
+        (over the observed sky with ``mask``, as in :meth:`scatter`)."""
         flm, _ = self._check_flm(flm)
-        return _norm(self, flm)
+        return _norm(self, flm, self._check_mask(mask))
+
+    def mask(self, w, apodisation: float | None = None) -> MaskWeights:
+        """The pixel weights of a mask ``w (L, 2L-1)`` (values in ``[0, 1]``, 1 observed, on the
+        GL grid of :meth:`grid`) for :meth:`scatter` and :meth:`norm`: the mask itself for the
+        mean and variance, and at each scale ``j`` the mask eroded and apodised by a Gaussian
+        of ``sigma_j = apodisation * pi / 2^j`` (default 1; see :mod:`s2scat_core.masks`).
+        Computed once, in NumPy; ``ValueError`` for a bad mask, naming the problem."""
+        c = self.config
+        return _masks.scale_weights(w, c.L, c.scales, [c.bandlimit(j) for j in c.scales],
+                                    apodisation)
+
+    def grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """The operator's sampling grid, on which masks live: GL colatitudes ``theta (L,)`` and
+        longitudes ``phi (2L-1,)``, radians (s2fft's ``"gl"`` sampling); a map is
+        ``f[t, p] = f(theta_t, phi_p)``, shape ``(L, 2L-1)``."""
+        L = self.config.L
+        return gl_thetas(L), 2 * np.pi * np.arange(2 * L - 1) / (2 * L - 1)
 
     # ---------------------------------------------------------------- internals
     @property
@@ -166,6 +193,20 @@ class Scattering:
                 raise ValueError(f"flm must be finite, got {bad} non-finite coefficient(s)")
         flm = jnp.asarray(flm).astype(self._complex)
         return flm, tuple(flm.shape[:-2])
+
+    def _check_mask(self, mask):
+        if mask is None:
+            return None
+        if not isinstance(mask, MaskWeights):
+            return self.mask(mask)
+        c = self.config
+        shapes = [(c.L, 2 * c.L - 1)] + [(c.bandlimit(j), 2 * c.bandlimit(j) - 1) for j in c.scales]
+        got = [tuple(np.shape(mask.field))] + [tuple(np.shape(w)) for w in mask.scales]
+        if got != shapes:
+            raise ValueError(f"mask weights were prepared for another operator: expected arrays "
+                             f"of shapes {shapes}, got {got} (use this operator's op.mask(w))")
+        real = jnp.float32 if c.dtype == "float32" else jnp.float64
+        return jax.tree_util.tree_map(lambda a: jnp.asarray(a, real), mask)
 
     def _check_norm(self, norm, batch):
         c = self.config
@@ -270,11 +311,57 @@ def _statistics(op: Scattering, flm):
     return S1, S2, S3, S4
 
 
-def _single(op: Scattering, flm, norm):
+def _masked_first_layer(op: Scattering, flm, omegas):
+    """The first layer's maps ``W`` at every scale and their weighted ``S1``, ``S2``."""
     c = op.config
-    first_input = _as_input(op, flm)
-    mean, var = cov.mean_variance(first_input, half=c.reality)
-    S1, S2, S3, S4 = _statistics(op, first_input)
+    hs = [op.weights[str(j)] for j in c.scales]
+    W = directional.analysis_scales(op.backend, [flm] * len(hs), hs, c.N, real=c.reality)
+    moduli = [jnp.abs(w) for w in W]
+    S1 = [cov.weighted_mean(m, om) for m, om in zip(moduli, omegas)]
+    S2 = [cov.weighted_mean(m * m, om) for m, om in zip(moduli, omegas)]
+    return W, moduli, S1, S2
+
+
+def _masked_statistics(op: Scattering, flm, omegas):
+    """:func:`_statistics` with weighted sphere averages, from maps (every backend's
+    ``wavelets_real_scales`` and ``analysis_real_scales``): ``omegas[i]`` the pixel weights of
+    scale ``i`` (:class:`.masks.MaskWeights`)."""
+    c = op.config
+    W, moduli, S1, S2 = _masked_first_layer(op, flm, omegas)
+    hs = [op.weights[str(j)] for j in c.scales]
+    index = {j: i for i, j in enumerate(c.scales)}
+    pairs = [(index[j1], tuple(index[j2] for j2 in c.partners(j1)))
+             for j1 in c.scales if c.partners(j1)]
+    read = sorted({i2 for _, partners in pairs for i2 in partners})
+    halves = op.backend.analysis_real_scales([moduli[i] for i in read],
+                                             [c.modulus_bandlimit(c.scales[i]) for i in read])
+    second = second_layers(op.backend, dict(zip(read, halves)), hs, c.N, pairs, fourier=False)
+    S3, S4 = [], []
+    for i1, partners in pairs:
+        s3, s4 = cov.weighted_s3_s4(W[i1].real, second[i1], omegas[i1], len(partners))
+        S3.append(s3)
+        S4.append(s4)
+    return S1, S2, S3, S4
+
+
+def _field_map(op: Scattering, flm):
+    """The field on the GL grid of ``L``: ``(L, 2L-1)``, real for real fields; a complex field
+    as the syntheses of its two real parts ``(f + f*) / 2`` and ``(f - f*) / 2i``."""
+    c = op.config
+    if c.reality:
+        return op.backend.synthesis_real(directional.real_half(flm), c.L)
+    conj = jnp.flip(jnp.conj(flm), axis=-1) * _m_signs(c.L)  # (-1)^m conj(f_{l,-m}) at m
+    re, im = (flm + conj) / 2, (flm - conj) / 2j
+    half = slice(c.L - 1, None)
+    return (op.backend.synthesis_real(directional.real_half(re[..., half]), c.L)
+            + 1j * op.backend.synthesis_real(directional.real_half(im[..., half]), c.L))
+
+
+def _m_signs(L):
+    return jnp.asarray((-1.0) ** np.abs(np.arange(-(L - 1), L)))
+
+
+def _finish(c: Config, mean, var, S1, S2, S3, S4, norm) -> Covariances:
     if norm is not None:
         S1, S2, S3, S4 = cov.normalise(S1, S2, S3, S4, norm)
     if c.isotropic:
@@ -283,27 +370,43 @@ def _single(op: Scattering, flm, norm):
     return Covariances(mean, var, *flat)
 
 
-def _batched(fn, op, flm, *rest):
-    """Map ``fn(op, flm_i, *rest_i)`` over the leading batch axes of ``flm`` with ``vmap``."""
+def _single(op: Scattering, flm, norm, mask):
+    c = op.config
+    first_input = _as_input(op, flm)
+    if mask is None:
+        mean, var = cov.mean_variance(first_input, half=c.reality)
+        stats = _statistics(op, first_input)
+    else:
+        mean, var = cov.weighted_moments(_field_map(op, first_input), mask.field)
+        stats = _masked_statistics(op, first_input, mask.scales)
+    return _finish(c, mean, var, *stats, norm)
+
+
+def _batched(fn, op, flm, norm=None, mask=None):
+    """Map ``fn(op, flm_i, norm_i, mask)`` over the leading batch axes of ``flm`` with ``vmap``
+    (``norm`` shared or one per member, ``mask`` shared)."""
     core = 2
     batch = flm.shape[:-core]
     if not batch:
-        return fn(op, flm, *rest)
+        return fn(op, flm, norm, mask)
     flat = flm.reshape((-1,) + flm.shape[-core:])
-    axes = [None if r is None or r.ndim == 2 else 0 for r in rest]
-    rest = [r if a is None else r.reshape((-1,) + r.shape[-2:]) for r, a in zip(rest, axes)]
-    out = jax.vmap(fn, in_axes=(None, 0, *axes))(op, flat, *rest)
+    axis = None if norm is None or norm.ndim == 2 else 0
+    if axis is not None:
+        norm = norm.reshape((-1,) + norm.shape[-2:])
+    out = jax.vmap(fn, in_axes=(None, 0, axis, None))(op, flat, norm, mask)
     return jax.tree_util.tree_map(lambda x: x.reshape(batch + x.shape[1:]), out)
 
 
 @jax.jit
-def _scatter(op: Scattering, flm, norm):
-    return _batched(_single, op, flm, norm)
+def _scatter(op: Scattering, flm, norm, mask):
+    return _batched(_single, op, flm, norm, mask)
 
 
-def _norm_single(op: Scattering, flm):
+def _norm_single(op: Scattering, flm, _norm, mask):
     c = op.config
     first_input = _as_input(op, flm)
+    if mask is not None:
+        return jnp.stack(_masked_first_layer(op, first_input, mask.scales)[3])
     hs = [op.weights[str(j)] for j in c.scales]
     if c.reality:
         ys = directional.analysis_scales(op.backend, [first_input] * len(hs), hs, c.N, real=True,
@@ -314,5 +417,5 @@ def _norm_single(op: Scattering, flm):
 
 
 @jax.jit
-def _norm(op: Scattering, flm):
-    return _batched(_norm_single, op, flm)
+def _norm(op: Scattering, flm, mask):
+    return _batched(_norm_single, op, flm, None, mask)

@@ -226,12 +226,26 @@ def layers_from_maps(backend, W, hs, N: int, bandlimits, pairs):
     2Li-1)`` (real, or complex for a complex field: the first layers then hold their real
     part, the moduli are ``|W|``), the rest by the backend's own methods."""
     moduli = backend.analysis_real_scales([jnp.abs(w) for w in W], bandlimits)
-    stacks = [jnp.stack([moduli[i2][..., :hs[i1].shape[0], :hs[i1].shape[0]]
-                         for i2 in partners], axis=-4) for i1, partners in pairs]
-    seconds = backend.wavelets_real_scales(stacks, [hs[i1] for i1, _ in pairs], N, fourier=True)
-    second = dict(zip((i1 for i1, _ in pairs), seconds))
+    second = second_layers(backend, moduli, hs, N, pairs, fourier=True)
     layers = tuple(Layers(ring_fourier_pairs(w.real), second.get(i)) for i, w in enumerate(W))
     return layers, tuple(m[..., :1, :1] for m in moduli)
+
+
+def second_layers(backend, moduli, hs, N: int, pairs, fourier: bool):
+    """The second layer at each scale ``i1`` of ``pairs``: the wavelets at ``i1`` of the moduli
+    ``|W_i2|`` it pairs with, read to ``L_i1``.
+
+    ``moduli[i2] (..., K2, B, B)``: halves of ``|W_i2|`` to ``B >= L_i1``; ``hs[i] (Li, N)``;
+    ``pairs``: ``((i1, (i2, ...)), ...)``. Returns ``{i1: second}``: with ``fourier``, ``K1``
+    arrays ``(..., A, K2, L, L, 2)`` (:meth:`SphericalTransforms.wavelets_real_fourier`),
+    else the maps ``(..., A, K2, K1, L, 2L-1)`` (``A`` partners, ``K2`` directions of their
+    moduli, ``K1`` of the second wavelet).
+    """
+    stacks = [jnp.stack([moduli[i2][..., :hs[i1].shape[0], :hs[i1].shape[0]]
+                         for i2 in partners], axis=-4) for i1, partners in pairs]
+    seconds = backend.wavelets_real_scales(stacks, [hs[i1] for i1, _ in pairs], N,
+                                           fourier=fourier)
+    return dict(zip((i1 for i1, _ in pairs), seconds))
 
 
 def register(cls):
