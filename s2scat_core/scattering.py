@@ -161,6 +161,26 @@ class Scattering:
         return _masks.scale_weights(w, c.L, c.scales, [c.bandlimit(j) for j in c.scales],
                                     apodisation)
 
+    def to_map(self, flm) -> jax.Array:
+        """The field on the operator's grid (:meth:`grid`): ``(..., L, L)`` or ``(..., L, 2L-1)``
+        coefficients -> ``(..., L, 2L-1)`` map, real for ``reality=True`` (the backend's
+        synthesis; differentiable, jittable)."""
+        flm, _ = self._check_flm(flm)
+        return _to_map(self, flm)
+
+    def from_map(self, f) -> jax.Array:
+        """Coefficients of a real map on the operator's grid, by its GL quadrature:
+        ``(..., L, 2L-1)`` real -> the ``m >= 0`` half ``(..., L, L)`` (exact for band-limited
+        maps, the projection onto ``l < L`` for others). Real fields only; differentiable."""
+        c = self.config
+        if not c.reality:
+            raise ValueError("from_map needs an operator built with reality=True")
+        f = jnp.asarray(f)
+        if f.ndim < 2 or tuple(f.shape[-2:]) != (c.L, 2 * c.L - 1) or jnp.iscomplexobj(f):
+            raise ValueError(f"f must be a real map of shape (..., {c.L}, {2 * c.L - 1}) on the "
+                             f"operator's grid, got {tuple(f.shape)} {f.dtype}")
+        return _from_map(self, f.astype(jnp.float32 if c.dtype == "float32" else jnp.float64))
+
     def grid(self) -> tuple[np.ndarray, np.ndarray]:
         """The operator's sampling grid, on which masks live: GL colatitudes ``theta (L,)`` and
         longitudes ``phi (2L-1,)``, radians (s2fft's ``"gl"`` sampling); a map is
@@ -419,3 +439,13 @@ def _norm_single(op: Scattering, flm, _norm, mask):
 @jax.jit
 def _norm(op: Scattering, flm, mask):
     return _batched(_norm_single, op, flm, None, mask)
+
+
+@jax.jit
+def _to_map(op: Scattering, flm):
+    return _field_map(op, _as_input(op, flm))
+
+
+@jax.jit
+def _from_map(op: Scattering, f):
+    return op.backend.analysis_real(f, op.config.L)

@@ -76,6 +76,22 @@ class Filaments:
 
 
 @dataclasses.dataclass(frozen=True)
+class Band:
+    latitude: float = option(20.0, "deg", "drawn mask 'band': masked where |latitude| < this "
+                             "(a galactic-plane-like cut, in the map's coordinates)",
+                             minimum=0.0, maximum=89.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cap:
+    lon: float = option(0.0, "deg", "drawn mask 'cap': longitude of the footprint's centre")
+    lat: float = option(90.0, "deg", "latitude of the footprint's centre", minimum=-90.0,
+                        maximum=90.0)
+    radius: float = option(60.0, "deg", "radius of the observed footprint", minimum=1.0,
+                           maximum=180.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class Target:
     source: str = option("lognormal", "", "'lognormal' or 'filaments' (generated demo fields) or "
                          "'file'", choices=("lognormal", "filaments", "file"))
@@ -89,10 +105,22 @@ class Target:
     seed: int = option(1, "", "seed of a generated demo field", minimum=0)
     bandlimit: int = option(0, "", "band-limit at which a demo field is generated before being "
                             "band-limited to statistics.L (0: statistics.L)", minimum=0)
+    paths: tuple = option((), "", "an ensemble of files for source = 'file' (globs allowed, "
+                          "relative to the experiment file): the target statistics are their "
+                          "mean; replaces path")
+    members: int = option(1, "fields", "an ensemble of demo fields, seeds seed, seed + 1, ...: "
+                          "the target statistics are their mean", minimum=1)
+    mask: str = option("", "", "sky mask of the target: '' (full sky), a file (HEALPix FITS or "
+                       "1D .npy, any nside, values in [0, 1], 1 = observed), or a drawn mask "
+                       "'band' or 'cap' ([target.band], [target.cap])")
+    mask_field: int = option(0, "", "FITS column (field) of a mask file", minimum=0)
     standardise: bool = option(True, "", "zero mean and unit variance of the band-limited map "
-                               "(f_00 = 0, sum_{l>=1,m} |f_lm|^2 / 4 pi = 1)")
+                               "(f_00 = 0, sum_{l>=1,m} |f_lm|^2 / 4 pi = 1; over the observed "
+                               "sky when masked)")
     lognormal: Lognormal = section(Lognormal)
     filaments: Filaments = section(Filaments)
+    band: Band = section(Band)
+    cap: Cap = section(Cap)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +139,9 @@ class Statistics:
     mode: str = option("auto", "", "transform backend: 'auto' ('ducc' on CPU from L = 64 when "
                        "available, else 'precompute'), or a name in "
                        "s2scat_core.transforms.BACKENDS")
+    apodisation: float = option(1.0, "", "with a mask: erosion of the mask at scale j by a "
+                                "Gaussian of sigma = apodisation * 180 / 2^j deg "
+                                "(s2scat_core.masks)", minimum=0.05, maximum=10.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +152,9 @@ class Weights:
     S2: float = option(1.0, "", "weight of S2", minimum=0.0)
     S3: float = option(1.0, "", "weight of S3", minimum=0.0)
     S4: float = option(1.0, "", "weight of S4", minimum=0.0)
+    pdf: float = option(0.0, "", "weight of the pixel-PDF term: W2^2 between the samples' and "
+                        "the target's area-weighted pixel values, in units of the target's "
+                        "variance (0: none)", minimum=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +182,12 @@ class Synthesis:
                               "(0: run the whole budget)", minimum=0.0, maximum=0.99)
     chunk: int = option(10, "steps", "steps per compiled chunk; the host reports progress "
                         "between chunks", minimum=1)
+    constrained: bool = option(False, "", "with target.mask: inpainting; every sample is the "
+                               "target on the observed pixels and synthesised in the masked "
+                               "region only")
+    entry_weights: str = option("auto", "", "'auto': an ensemble of >= 3 targets weights each "
+                                "entry by 1/sigma^2 of the members' spread; 'none': all 1",
+                                choices=("auto", "none"))
     weights: Weights = section(Weights)
 
 
@@ -209,8 +249,8 @@ def _hints(cls):
 
 
 def _type_name(tp) -> str:
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
-        tp, getattr(tp, "__name__", str(tp)))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            tuple: "an array of strings"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _check_value(key: str, value, tp, meta):
@@ -225,6 +265,10 @@ def _check_value(key: str, value, tp, meta):
             ok = math.isfinite(value)
     elif tp is str:
         ok = isinstance(value, str)
+    elif tp is tuple:
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        if ok:
+            value = tuple(value)
     else:  # pragma: no cover - the schema only uses the types above
         ok = isinstance(value, tp)
     if not ok:
@@ -269,14 +313,42 @@ def from_dict(data: dict, base: Experiment | None = None, *, root: Path | None =
     ``root``: folder against which a relative ``target.path`` is resolved.
     """
     data = dict(data)
-    if root is not None:
-        target = data.get("target")
-        if isinstance(target, dict) and isinstance(target.get("path"), str) and target["path"]:
-            path = Path(target["path"]).expanduser()
-            data["target"] = {**target, "path": str(path if path.is_absolute() else root / path)}
+    target = data.get("target")
+    if isinstance(target, dict):
+        data["target"] = _resolve_paths(target, root)
     exp = _build(Experiment, data, "", base)
     validate(exp)
     return exp
+
+
+def _resolve_paths(target: dict, root: Path | None) -> dict:
+    """``path`` and ``mask`` against ``root``; ``paths``' globs expanded (sorted) there."""
+    import glob
+
+    def resolve(text):
+        path = Path(text).expanduser()
+        return path if path.is_absolute() or root is None else root / path
+
+    target = dict(target)
+    if isinstance(target.get("path"), str) and target["path"]:
+        target["path"] = str(resolve(target["path"]))
+    mask = target.get("mask")
+    if isinstance(mask, str) and mask and mask not in ("band", "cap"):
+        target["mask"] = str(resolve(mask))
+    paths = target.get("paths")
+    if isinstance(paths, (list, tuple)) and all(isinstance(p, str) for p in paths):
+        out = []
+        for p in paths:
+            full = str(resolve(p))
+            if glob.has_magic(full):
+                found = sorted(glob.glob(full))
+                if not found:
+                    raise ConfigError(f"target.paths: {p!r} matches no file")
+                out += found
+            else:
+                out.append(full)
+        target["paths"] = out
+    return target
 
 
 def load(path) -> Experiment:
@@ -353,12 +425,27 @@ def validate(exp: Experiment) -> None:
         raise ConfigError(f"render.every ({rd.every}) must be a multiple of synthesis.chunk "
                           f"({sy.chunk}): frames are drawn between chunks")
     tg = exp.target
-    if tg.source == "file" and not tg.path:
-        raise ConfigError("target.path must name a file when target.source = 'file'")
+    if tg.source == "file" and not tg.path and not tg.paths:
+        raise ConfigError("target.path (or target.paths) must name a file when target.source "
+                          "= 'file'")
     if tg.source != "file" and tg.bandlimit and tg.bandlimit < st.L:
         raise ConfigError(f"target.bandlimit must be 0 or >= statistics.L ({st.L}), got {tg.bandlimit}")
     if sy.optimizer == "adam" and sy.learning_rate <= 0:
         raise ConfigError("synthesis.learning_rate must be > 0 for optimizer = 'adam'")
+    if tg.paths and tg.source != "file":
+        raise ConfigError("target.paths needs target.source = 'file' (demo fields make an "
+                          "ensemble with target.members)")
+    if tg.paths and len(tg.paths) < 1:
+        raise ConfigError("target.paths is empty")
+    if tg.members > 1 and tg.source == "file":
+        raise ConfigError("target.members is for demo fields; an ensemble of files is "
+                          "target.paths")
+    if sy.constrained and not tg.mask:
+        raise ConfigError("synthesis.constrained = true needs target.mask (the observed pixels "
+                          "to keep)")
+    if sy.constrained and (len(tg.paths) > 1 or tg.members > 1):
+        raise ConfigError("synthesis.constrained completes one target map, not an ensemble "
+                          "(target.paths / target.members)")
 
 
 # ------------------------------------------------------------------------------- writing
@@ -375,6 +462,8 @@ def _toml_value(value) -> str:
     if isinstance(value, str):
         escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         return f'"{escaped}"'
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise ConfigError(f"cannot write {value!r} to TOML")
 
 

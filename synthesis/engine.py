@@ -3,7 +3,14 @@ r"""The synthesis engine: many samples matched to a target's scattering covarian
 Variables: the ``m >= 0`` coefficients of ``count`` real fields, as one real array
 ``x (count, 2, L, L)`` (:mod:`synthesis.params`). Loss of sample ``i``: the weighted L2 distance
 between its normalised covariances and the target's (:mod:`synthesis.loss`; the normalisation
-comes from the target), ``vmap``-ed over the batch. The optax optimiser minimises the batch's
+comes from the target), plus an optional pixel-PDF term, ``vmap``-ed over the batch.
+
+Targets: one field, or an ensemble (the target statistics are the members' mean, their
+spread the default per-entry weights); with a ``mask`` the target's statistics are taken over
+its observed sky (``op.scatter(..., mask=)``) and the samples' over the full sky, so the
+samples are full-sky fields whose statistics match the observed sky's. With ``constrained``
+the samples are the target where observed and the free field in the masked region
+(:func:`synthesis.params.complete`): inpainting. The optax optimiser minimises the batch's
 total loss ``sum_i loss_i`` (:mod:`synthesis.optim`: Adam then moves every sample exactly as
 alone; L-BFGS shares its line search and curvature pairs across the batch). The reported loss
 is the mean over the batch, ``sum_i loss_i / count``.
@@ -31,6 +38,7 @@ import s2scat_core
 from s2scat_core import harmonics
 from s2scat_core._checks import check_int
 
+from . import loss as loss_terms
 from . import optim, params
 from .loss import covariance_loss, weight_vector
 from .progress import ProgressBar
@@ -74,11 +82,13 @@ class Progress:
     history: np.ndarray
     elapsed: float
     _x: jax.Array
-    _scale: np.ndarray
+    _op: object
+    _consts: object
 
     def samples(self) -> np.ndarray:
-        """The current samples, ``(count, L, 2L-1)`` complex (computed on demand)."""
-        return _samples(self._x, self._scale)
+        """The current samples, ``(count, L, 2L-1)`` complex (computed on demand; completed
+        fields when constrained)."""
+        return _samples(self._op, self._x, self._consts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +99,9 @@ class SynthesisResult:
     loss of the samples before each step, last entry after the last step. ``sample_losses
     (k, count)`` and ``timeline (k, 2)``: the loss of each sample, and (step, seconds since the
     start, compilation included), at each chunk boundary; row 0 is the start. ``stopped``:
-    ``"steps"``, ``"tolerance"``, ``"callback"`` or ``"interrupted"``.
+    ``"steps"``, ``"tolerance"``, ``"callback"`` or ``"interrupted"``. ``free (count, L, 2L-1)``:
+    with ``constrained``, the free fields whose masked region completes the target (``samples``
+    are then the completed fields' coefficients, by the GL quadrature), else ``None``.
     """
 
     samples: np.ndarray
@@ -99,6 +111,7 @@ class SynthesisResult:
     stopped: str
     mode: str
     wall_time: float
+    free: np.ndarray | None = None
 
     @property
     def steps(self) -> int:
@@ -134,11 +147,41 @@ class _Consts(NamedTuple):
     scale: jax.Array      # (L,) preconditioner
     reference: jax.Array  # () initial mean loss
     tolerance: jax.Array  # () relative tolerance (0: none)
+    entry: tuple | None   # per-entry weights of each statistic, or None (all 1)
+    completion: tuple | None  # (observed (L, 2L-1), target map (L, 2L-1)) when constrained
+    pdf: loss_terms.TargetPDF | None  # the target's pixel PDF when pdf_weight > 0
+    pdf_weight: jax.Array  # ()
 
 
-def _samples(x, scale) -> np.ndarray:
-    half = params.to_half(jnp.asarray(x), scale)
-    return np.asarray(harmonics.full_from_half(half))
+def _field(op, xi, consts: _Consts):
+    """Variables of one sample -> ``(half (L, L), map on the GL grid or None)``: the free field,
+    or with ``completion`` the completed one."""
+    half = params.to_half(xi, consts.scale)
+    if consts.completion is not None:
+        return params.complete(op, half, *consts.completion)
+    return half, None
+
+
+def _sample_loss(op, xi, consts: _Consts):
+    half, grid_map = _field(op, xi, consts)
+    value = covariance_loss(op, half, consts.norm, consts.target, consts.weights, consts.entry)
+    if consts.pdf is not None:
+        grid_map = op.to_map(half) if grid_map is None else grid_map
+        value = value + consts.pdf_weight * loss_terms.pdf_distance(grid_map, consts.pdf)
+    return value
+
+
+@jax.jit
+def _view(op, x, consts: _Consts):
+    """The samples' halves ``(B, L, L)`` (completed with ``completion``) and the free ones."""
+    free = params.to_half(x, consts.scale)
+    if consts.completion is None:
+        return free, free
+    return jax.vmap(lambda xi: _field(op, xi, consts)[0])(x), free
+
+
+def _samples(op, x, consts) -> np.ndarray:
+    return np.asarray(harmonics.full_from_half(_view(op, jnp.asarray(x), consts)[0]))
 
 
 def _chunk(op, carry: _Carry, consts: _Consts, budget, *, step_fn, length: int):
@@ -149,8 +192,7 @@ def _chunk(op, carry: _Carry, consts: _Consts, budget, *, step_fn, length: int):
     ``final`` the loss of each sample after the chunk.
     """
     def sample_loss(xi):
-        return covariance_loss(op, params.to_half(xi, consts.scale), consts.norm, consts.target,
-                               consts.weights)
+        return _sample_loss(op, xi, consts)
 
     def total(x):
         return jnp.sum(jax.vmap(sample_loss)(x))
@@ -182,13 +224,17 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
                linesearch_steps: int = 20, init: str = "power", precondition: bool = True,
                weights=None, tolerance: float = 0.0, chunk: int = 10, mode: str = "auto",
                isotropic: bool = False, delta_j: int | None = None, same_scale: bool = True,
+               mask=None, apodisation: float | None = None, constrained: bool = False,
+               pdf_weight: float = 0.0, entry_weights: str = "auto",
                callback: Callable[[Progress], bool | None] | None = None,
                progress: bool = False, op=None) -> SynthesisResult:
     """Synthesise ``count`` real fields whose scattering covariances match the target's.
 
     Args:
-        target_flm: ``(L0, 2L0-1)`` coefficients of a real target (s2fft layout), ``L0 >= L``;
-            truncated to ``l < L``. Not standardised here (see :func:`synthesis.targets.standardise`).
+        target_flm: ``(L0, 2L0-1)`` coefficients of a real target (s2fft layout), ``L0 >= L``,
+            or ``(M, L0, 2L0-1)``: an ensemble of ``M`` targets, whose statistics are averaged
+            (normalisation, preconditioner and initial power too); truncated to ``l < L``.
+            Not standardised here (see :func:`synthesis.targets.standardise`).
         L, N, J_min: band-limit, directions, first scale of the statistics
             (:func:`s2scat_core.build`).
         optimizer: ``"lbfgs"`` or ``"adam"``.
@@ -206,6 +252,18 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
         same_scale: also pair each scale with itself in S3/S4 (on by default here, unlike
             :func:`s2scat_core.build`: closer pixel skewness; ``False`` gives S2SCAT 0.0.3's
             statistics).
+        mask: ``None``, or the target's sky mask ``(L, 2L-1)`` in ``[0, 1]`` on the statistics'
+            GL grid (``op.grid()``; :func:`synthesis.targets.masks.on_gl_grid` resamples a
+            HEALPix mask): the target statistics are taken over its observed sky, eroded per
+            scale by ``apodisation`` (:mod:`s2scat_core.masks`); the samples are full-sky.
+        constrained: (with ``mask``, one target) inpainting: each sample is the target where
+            the mask is 1 and the free field where it is 0 (blended between),
+            :func:`synthesis.params.complete`; its full-sky statistics match the target's
+            observed-sky ones.
+        pdf_weight: weight of the pixel-PDF term (``W2^2`` to the target's pixel values, in
+            units of its variance, :func:`synthesis.loss.pdf_distance`); 0: none.
+        entry_weights: ``"auto"`` (``1/sigma^2`` from an ensemble of >= 3 targets, else 1) or
+            ``"none"``.
         callback: called as ``callback(Progress)`` after the first evaluation and after each
             chunk; return ``True`` to stop.
         progress: draw a progress bar on stderr.
@@ -224,7 +282,16 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
         raise ValueError(f"tolerance must be a number in [0, 1), got {tolerance!r}")
     if init not in ("power", "white"):
         raise ValueError(f"init must be 'power' or 'white', got {init!r}")
-    target = _check_target(target_flm, L)
+    if not (isinstance(pdf_weight, (int, float)) and np.isfinite(pdf_weight) and pdf_weight >= 0):
+        raise ValueError(f"pdf_weight must be a number >= 0, got {pdf_weight!r}")
+    if entry_weights not in ("auto", "none"):
+        raise ValueError(f"entry_weights must be 'auto' or 'none', got {entry_weights!r}")
+    members = _check_target(target_flm, L)
+    if constrained and mask is None:
+        raise ValueError("constrained synthesis needs a mask (the observed pixels to keep)")
+    if constrained and members.shape[0] > 1:
+        raise ValueError(f"constrained synthesis completes one target, got an ensemble of "
+                         f"{members.shape[0]}")
     spec = optim.OptimizerSpec(optimizer, float(learning_rate), schedule, float(final_lr_fraction),
                                steps, check_int("memory", memory, minimum=1),
                                check_int("linesearch_steps", linesearch_steps, minimum=1))
@@ -238,16 +305,30 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
         if op.config.L != L:
             raise ValueError(f"op was built for L={op.config.L}, not L={L}")
 
-    # Target statistics and the starting point.
-    norm = op.norm(target)
-    target_cov = tuple(op.scatter(target, norm=norm))
-    scale = params.scales(target, precondition)
-    x0 = params.initial(jax.random.key(seed), count, L, params.power_spectrum(target), scale, init)
+    # Target statistics (the members' mean) and the starting point.
+    prepared = None if mask is None else op.mask(mask, apodisation)
+    norm = jnp.mean(op.norm(members, mask=prepared), axis=0)
+    per_member = op.scatter(members, norm=norm, mask=prepared)
+    target_cov = tuple(jnp.mean(s, axis=0) for s in per_member)
+    entry = (loss_terms.entry_weights(per_member)
+             if entry_weights == "auto" and members.shape[0] >= 3 else None)
+    power = params.power_spectrum(members).mean(axis=0)
+    scale = params.scales_from_power(power, precondition)
+    x0 = params.initial(jax.random.key(seed), count, L, power, scale, init)
+    completion = pdf = None
+    observed = None if mask is None else _masks_on_grid(mask, L)
+    if constrained:
+        completion = (jnp.asarray(observed), op.to_map(members[0]))
+    if pdf_weight > 0:
+        maps = np.asarray(op.to_map(members))
+        area = s2scat_core.transforms.gl_weights(L)
+        pdf = loss_terms.target_pdf(maps, area, observed)
     opt = optim.build(spec)
     carry = _strong(_Carry(x0, opt.init(x0), jnp.asarray(0), jnp.asarray(False),
                            jnp.asarray(jnp.nan)))
     consts = _strong(_Consts(norm, target_cov, w, jnp.asarray(scale), jnp.asarray(jnp.inf),
-                             jnp.asarray(float(tolerance))))
+                             jnp.asarray(float(tolerance)), entry, completion, pdf,
+                             jnp.asarray(float(pdf_weight))))
     run_chunk = jax.jit(functools.partial(_chunk, step_fn=optim.make_step(spec, opt),
                                           length=chunk))
 
@@ -256,6 +337,11 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
     per_sample: list[np.ndarray] = []    # loss of each sample at each chunk boundary
     timeline: list[tuple[int, float]] = []
     stopped = "steps"
+
+    def report(step):
+        return Progress(step, steps, per_sample[-1], np.asarray(history),
+                        time.perf_counter() - start, carry.x, op, consts)
+
     try:
         # Budget 0: no step runs, only the losses at the start (same compiled function).
         out = run_chunk(op, carry, consts, np.int64(0))
@@ -269,7 +355,7 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
         timeline.append((0, time.perf_counter() - start))
         if bar:
             bar.update(0, initial, initial, None, final=steps == 0)
-        if callback and callback(_progress(0, steps, history, per_sample, start, carry.x, scale)):
+        if callback and callback(report(0)):
             stopped = "callback"
         done_steps = 0
         while stopped == "steps" and done_steps < steps:
@@ -291,8 +377,7 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
             if bar:
                 bar.update(done_steps, history[-1], initial, taken.sum() / max(now - t0, 1e-9),
                            final=done_steps >= steps or reached)
-            if callback and callback(_progress(done_steps, steps, history, per_sample, start,
-                                               carry.x, scale)):
+            if callback and callback(report(done_steps)):
                 stopped = "callback"
             elif reached:
                 stopped = "tolerance"
@@ -304,13 +389,18 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
         if bar:
             bar.close()
     timeline = np.asarray(timeline[:len(per_sample)], float)
-    return SynthesisResult(_samples(carry.x, scale), np.asarray(history), np.stack(per_sample),
-                           timeline, stopped, mode, time.perf_counter() - start)
+    halves, free = _view(op, carry.x, consts)
+    samples = np.asarray(harmonics.full_from_half(halves))
+    free = np.asarray(harmonics.full_from_half(free)) if constrained else None
+    return SynthesisResult(samples, np.asarray(history), np.stack(per_sample), timeline, stopped,
+                           mode, time.perf_counter() - start, free)
 
 
-def _progress(step, steps, history, per_sample, start, x, scale) -> Progress:
-    return Progress(step, steps, per_sample[-1], np.asarray(history), time.perf_counter() - start,
-                    x, scale)
+def _masks_on_grid(mask, L):
+    """The mask as the ``(L, 2L-1)`` array ``op.mask`` checks (the same checks, named)."""
+    from s2scat_core.masks import check_mask
+
+    return check_mask(mask, L)
 
 
 def _strong(tree):
@@ -326,16 +416,23 @@ def _check_finite(losses, step):
 
 
 def _check_target(target_flm, L) -> jax.Array:
+    """``(M, L, 2L-1)``: the target (``M = 1``) or the ensemble's members, checked, truncated."""
     flm = np.asarray(target_flm)
-    if flm.ndim != 2 or flm.shape[1] != 2 * flm.shape[0] - 1:
-        raise ValueError(f"target_flm must have shape (L0, 2L0-1), got {flm.shape}")
-    if flm.shape[0] < L:
-        raise ValueError(f"target_flm has band-limit {flm.shape[0]} < L={L}")
+    single = flm.ndim == 2
+    if single:
+        flm = flm[None]
+    if flm.ndim != 3 or flm.shape[2] != 2 * flm.shape[1] - 1 or flm.shape[0] < 1:
+        raise ValueError(f"target_flm must have shape (L0, 2L0-1) or (M, L0, 2L0-1), got "
+                         f"{np.shape(target_flm)}")
+    if flm.shape[1] < L:
+        raise ValueError(f"target_flm has band-limit {flm.shape[1]} < L={L}")
     if not np.all(np.isfinite(flm)):
         raise ValueError("target_flm must be finite")
-    if not harmonics.is_hermitian(flm, rtol=1e-8):
-        raise ValueError("target_flm must be the coefficients of a real field (Hermitian)")
-    flm = harmonics.truncate(flm.astype(np.complex128), L)
-    if not np.any(flm[1:]):
-        raise ValueError("target_flm has no power at 1 <= l < L")
-    return jnp.asarray(flm)
+    for i, f in enumerate(flm):
+        where = "" if single else f" (member {i})"
+        if not harmonics.is_hermitian(f, rtol=1e-8):
+            raise ValueError(f"target_flm must be the coefficients of a real field "
+                             f"(Hermitian){where}")
+        if not np.any(harmonics.truncate(f, L)[1:]):
+            raise ValueError(f"target_flm has no power at 1 <= l < L{where}")
+    return jnp.asarray(harmonics.truncate(flm.astype(np.complex128), L))

@@ -40,7 +40,8 @@ def _derivatives(flm, nside: int):
     return u, ut, up, lap, -q, -v
 
 
-def functionals(flm, thresholds, *, nside: int, mean: float = 0.0, std: float = 1.0) -> np.ndarray:
+def functionals(flm, thresholds, *, nside: int, mean: float = 0.0, std: float = 1.0,
+                where=None) -> np.ndarray:
     """``(3, len(thresholds))``: ``V0, V1, V2`` of ``u = (f - mean) / std`` at each threshold.
 
     Args:
@@ -48,6 +49,9 @@ def functionals(flm, thresholds, *, nside: int, mean: float = 0.0, std: float = 
         thresholds: evenly spaced ``nu`` values (units of ``std``).
         nside: HEALPix resolution of the maps (``>= L/2``; ``>= L`` is safer).
         mean, std: the field is standardised with these (use the target's for every map).
+        where: ``None`` (the sphere), or a boolean HEALPix map (RING, ``nside``): the region
+            over which the integrals are taken, per unit area (``A`` = its area), for a cut
+            sky.
     """
     thresholds = np.asarray(thresholds, dtype=np.float64)
     if thresholds.ndim != 1 or thresholds.size < 2:
@@ -61,6 +65,11 @@ def functionals(flm, thresholds, *, nside: int, mean: float = 0.0, std: float = 
     numer = 2 * ut * up * c - ut**2 * b - up**2 * a
     curvature = np.divide(numer, grad2, out=np.zeros_like(numer), where=grad2 > 0)
     gradient = np.sqrt(grad2)
+    if where is not None:
+        where = np.asarray(where, bool)
+        if not where.any():
+            raise ValueError("where selects no pixel")
+        u, gradient, curvature = u[where], gradient[where], curvature[where]
     out = np.empty((3, thresholds.size))
     for i, nu in enumerate(thresholds):
         band = np.abs(u - nu) < delta / 2

@@ -34,10 +34,14 @@ def power_spectrum(flm) -> np.ndarray:
 
 def scales(target_flm, precondition: bool) -> np.ndarray:
     """Preconditioner ``s_l``, shape ``(L,)``: ``sqrt(max(C_l, 1e-6 max C))`` or ones."""
-    L = np.asarray(target_flm).shape[-2]
+    return scales_from_power(power_spectrum(target_flm), precondition)
+
+
+def scales_from_power(cl, precondition: bool) -> np.ndarray:
+    """:func:`scales` from the power spectrum ``C_l (L,)`` itself."""
+    cl = np.asarray(cl, dtype=np.float64)
     if not precondition:
-        return np.ones(L)
-    cl = power_spectrum(target_flm)
+        return np.ones(cl.shape[-1])
     return np.sqrt(np.maximum(cl, 1e-6 * cl.max()))
 
 
@@ -74,3 +78,13 @@ def initial(key, count: int, L: int, cl, s, kind: str) -> jax.Array:
     z = jax.random.normal(key, (count, 2, L, L), dtype=jnp.float64)
     per = np.sqrt(cl)[:, None] * np.where(np.arange(L)[None, :] == 0, 1.0, np.sqrt(0.5))
     return z * jnp.asarray(per / np.asarray(s)[:, None]) * jnp.asarray(mask(L))
+
+
+def complete(op, half, observed, target_map):
+    """Constrained synthesis: the completed field ``c = m t + (1 - m) x`` on the operator's GL
+    grid, ``m = observed (L, 2L-1)`` in ``[0, 1]``, ``t = target_map (L, 2L-1)``, ``x`` the
+    free field of ``half (L, L)``; returns ``(half of c, c)``, the half by the grid's
+    quadrature (``op.from_map``). Where ``m = 1`` the map is the target's exactly; only the
+    masked region depends on the variables."""
+    c = observed * target_map + (1 - observed) * op.to_map(half)
+    return op.from_map(c), c

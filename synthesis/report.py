@@ -65,45 +65,128 @@ def dyadic_bins(l_min: int, L: int) -> list[tuple[int, int]]:
     return bins
 
 
+def _maps(flm, nside):
+    import healpy as hp
+
+    flm = np.asarray(flm)
+    L = flm.shape[-2]
+    if flm.ndim == 2:
+        return hp.alm2map(harmonics.to_healpy_alm(flm), nside, lmax=L - 1)
+    return np.stack([hp.alm2map(harmonics.to_healpy_alm(f), nside, lmax=L - 1) for f in flm])
+
+
+def _pseudo_cl(maps, weight, L):
+    """``C_l`` of ``weight * map`` (means removed) over ``mean(weight^2)``: the pseudo-spectrum
+    of a cut sky divided by its effective sky fraction, ``(..., L)``."""
+    import healpy as hp
+
+    maps = np.atleast_2d(maps)
+    out = []
+    for m in maps:
+        mu = np.sum(weight * m) / np.sum(weight)
+        out.append(hp.anafast(weight * (m - mu), lmax=L - 1) / np.mean(weight**2))
+    return np.stack(out)
+
+
+def _interior(weight, L):
+    """Pixels of weight 1 at least one resolution element (``pi / L``) from any edge: where
+    the map's derivatives do not feel the mask (Minkowski functionals)."""
+    import healpy as hp
+
+    smooth = hp.smoothing(weight, fwhm=2 * np.pi / L, iter=1)
+    return (weight >= 1.0) & (smooth > 0.99)
+
+
 def compute(target_flm, samples_flm, *, op=None, nside: int = 0, thresholds: int = 31,
-            bins: int = 60, J_min: int = 0) -> dict:
+            bins: int = 60, J_min: int = 0, members=None, mask=None, mask_grid=None,
+            free=None, apodisation=None) -> dict:
     """Everything the figure and the metrics need (arrays), from the coefficients.
 
     ``target_flm (L, 2L-1)``, ``samples_flm (count, L, 2L-1)``; ``op``: the statistics'
-    operator (``None``: no scattering panels/metrics).
+    operator (``None``: no scattering panels/metrics). ``members (M, L, 2L-1)``: an ensemble
+    target (C_l, PDF and statistics are the members'; the maps show the first). ``mask``
+    (HEALPix, any nside) and ``mask_grid`` (the statistics' GL grid): the target is compared
+    on its observed sky (``mask > 1/2``; C_l as pseudo-spectra over the sky fraction, the
+    statistics with ``op.scatter(..., mask=)``), the samples on the full sky, and in the
+    same way through the mask (``cl_s_masked``). ``free (count, L, 2L-1)``: a constrained run:
+    the sample maps are the target where the mask is 1 and the free fields where it is 0,
+    compared with the target on the **masked region** only.
     """
-    import healpy as hp
+    from .targets import masks as sky_masks
 
     target_flm = np.asarray(target_flm)
     samples_flm = np.asarray(samples_flm)
     L = target_flm.shape[0]
     nside = nside or auto_nside(L)
-    t_map = hp.alm2map(harmonics.to_healpy_alm(target_flm), nside, lmax=L - 1)
-    s_maps = np.stack([hp.alm2map(harmonics.to_healpy_alm(s), nside, lmax=L - 1)
-                       for s in samples_flm])
-    mean, std = float(t_map.mean()), float(t_map.std())
+    t_map = _maps(target_flm, nside)
+    weight = None if mask is None else sky_masks.to_nside(np.asarray(mask, float), nside)
+    if free is not None:
+        if weight is None:
+            raise ValueError("a constrained run's report needs its mask")
+        s_maps = weight * t_map + (1 - weight) * _maps(free, nside)
+    else:
+        s_maps = _maps(samples_flm, nside)
+    s_maps = np.atleast_2d(s_maps)
+    t_maps = _maps(members, nside) if members is not None else t_map[None]
+    t_maps = np.atleast_2d(t_maps)
+    observed = np.ones(t_map.size, bool) if weight is None else weight > 0.5
+    t_values = t_maps[:, observed].ravel()
+    s_values = s_maps[:, ~observed] if free is not None else s_maps
+    mean, std = float(t_values.mean()), float(t_values.std())
     std = std if std > 0 else 1.0
-    ut, us = (t_map - mean) / std, (s_maps - mean) / std
+    ut, us = (t_values - mean) / std, (s_values - mean) / std
+    show_t = (t_map - mean) / std
+    if weight is not None:
+        show_t = np.where(observed, show_t, np.nan)
+    show_s = (s_maps[0] - mean) / std
+
+    # Minkowski functionals: interior pixels of the region compared
+    t_where = None if weight is None else _interior(weight, L)
+    s_where = None if free is None else _interior(1.0 - weight, L)
     nus = np.linspace(-3.0, 4.0, thresholds)
-    mf_t = minkowski.functionals(target_flm, nus, nside=nside, mean=mean, std=std)
-    mf_s = np.stack([minkowski.functionals(s, nus, nside=nside, mean=mean, std=std)
-                     for s in samples_flm])
+    mf_t = np.mean([minkowski.functionals(f, nus, nside=nside, mean=mean, std=std, where=t_where)
+                    for f in (members if members is not None else target_flm[None])], axis=0)
+    mf_s = np.stack([minkowski.functionals(f, nus, nside=nside, mean=mean, std=std, where=s_where)
+                     for f in samples_flm])
     lo = min(ut.min(), us.min())
     hi = max(ut.max(), us.max())
     edges = np.linspace(lo, hi, bins + 1)
     pdf_t = np.histogram(ut, edges, density=True)[0]
     pdf_s = np.stack([np.histogram(u, edges, density=True)[0] for u in us])
-    out = dict(L=L, nside=nside, cl_t=power_spectrum(target_flm), cl_s=power_spectrum(samples_flm),
-               u_t=ut, u_s=us, edges=edges, pdf_t=pdf_t, pdf_s=pdf_s, nus=nus, mf_t=mf_t,
-               mf_s=mf_s, J_min=J_min, t_map=t_map, s_maps=s_maps)
+    fields = members if members is not None else target_flm[None]
+    if weight is None:
+        cl_t = power_spectrum(fields).mean(axis=0)
+        cl_s = power_spectrum(samples_flm)
+        cl_s_masked = None
+    else:
+        cl_t = _pseudo_cl(t_maps, weight, L).mean(axis=0)
+        if free is not None:  # the masked region of the samples against the observed sky
+            cl_s = _pseudo_cl(s_maps, 1.0 - weight, L)
+            cl_s_masked = None
+        else:
+            cl_s = _pseudo_cl(s_maps, weight, L)  # like for like with the target
+            cl_s_masked = power_spectrum(samples_flm)  # the samples' full sky, for the figure
+    out = dict(L=L, nside=nside, cl_t=cl_t, cl_s=cl_s, cl_s_full=cl_s_masked, u_t=ut, u_s=us,
+               show_t=show_t, show_s=show_s, edges=edges, pdf_t=pdf_t, pdf_s=pdf_s, nus=nus,
+               mf_t=mf_t, mf_s=mf_s, J_min=J_min, t_map=t_map, s_maps=s_maps,
+               mask_map=weight, constrained=free is not None, members=len(t_maps))
     if op is not None:
-        norm = op.norm(target_flm)
-        cov_t = op.scatter(target_flm, norm=norm)
+        prepared = None if mask_grid is None else op.mask(mask_grid, apodisation)
+        norm = np.mean(np.asarray(op.norm(fields, mask=prepared)), axis=0)
+        cov_t = op.scatter(fields, norm=norm, mask=prepared)
         cov_s = op.scatter(samples_flm, norm=norm)
-        out["cov_t"] = {k: np.asarray(v) for k, v in zip(STATISTICS, cov_t)}
+        out["cov_t"] = {k: np.asarray(v).mean(axis=0) for k, v in zip(STATISTICS, cov_t)}
+        out["cov_t_spread"] = ({k: np.asarray(v).std(axis=0, ddof=1) for k, v in
+                                zip(STATISTICS, cov_t)} if len(fields) > 1 else None)
         out["cov_s"] = {k: np.asarray(v) for k, v in zip(STATISTICS, cov_s)}
         out["labels"] = op.labels()
     return out
+
+
+def _w1(a, b, levels: int = 4096) -> float:
+    """1-Wasserstein distance of two samples of values, on ``levels`` quantiles."""
+    u = (np.arange(levels) + 0.5) / levels
+    return float(np.mean(np.abs(np.quantile(a, u) - np.quantile(b, u))))
 
 
 def compute_metrics(data: dict, *, history=None, sample_losses=None) -> dict:
@@ -122,7 +205,7 @@ def compute_metrics(data: dict, *, history=None, sample_losses=None) -> dict:
 
     ut, us = data["u_t"], data["u_s"]
     sorted_t = np.sort(ut)
-    w1 = float(np.mean([np.mean(np.abs(sorted_t - np.sort(u))) for u in us]))
+    w1 = float(np.mean([_w1(ut, u) for u in us]))
     grid = np.sort(np.concatenate([ut, us.ravel()]))
     cdf_t = np.searchsorted(sorted_t, grid, side="right") / ut.size
     ks = float(np.mean([np.max(np.abs(cdf_t - np.searchsorted(np.sort(u), grid, side="right")
@@ -205,7 +288,9 @@ def write_figure(data: dict, path, *, history=None, title: str = "", cmap: str =
     # maps
     pixels = mollweide_pixels(data["nside"], 400)
     vmin, vmax = np.percentile(data["u_t"], [0.5, 99.5])
-    for ax, u, name in ((axes[0, 0], data["u_t"], "target"), (axes[0, 1], data["u_s"][0], "sample 1")):
+    t_name = "target" + (" (observed sky)" if data.get("mask_map") is not None else "")
+    s_name = "sample 1" + (" (completed)" if data.get("constrained") else "")
+    for ax, u, name in ((axes[0, 0], data["show_t"], t_name), (axes[0, 1], data["show_s"], s_name)):
         img = ax.imshow(_project(u, pixels), cmap=cmap, vmin=vmin, vmax=vmax,
                         interpolation="nearest")
         img.cmap.set_bad("white")
@@ -217,20 +302,33 @@ def write_figure(data: dict, path, *, history=None, title: str = "", cmap: str =
     ax = axes[0, 2]
     ell = np.arange(data["L"])
     sel = ell >= 1
-    ax.loglog(ell[sel], data["cl_t"][sel], color=tcol, lw=1.2, label="target")
-    _band(ax, ell[sel], data["cl_s"][:, sel], scol, "samples (mean ± std)")
+    masked = data.get("mask_map") is not None
+    if data.get("constrained"):
+        t_label, s_label = "target, observed sky", "samples, masked region"
+    elif masked:
+        t_label, s_label = "target, observed sky", "samples through the mask"
+    else:
+        t_label, s_label = "target" + (f" (mean of {data['members']})" if data.get(
+            "members", 1) > 1 else ""), "samples (mean ± std)"
+    ax.loglog(ell[sel], data["cl_t"][sel], color=tcol, lw=1.2, label=t_label)
+    _band(ax, ell[sel], data["cl_s"][:, sel], scol, s_label)
+    if data.get("cl_s_full") is not None:
+        ax.loglog(ell[sel], data["cl_s_full"][:, sel].mean(0), color=scol, ls="--", lw=1.0,
+                  label="samples, full sky")
     ax.axvline(max(2, 2 ** data["J_min"]), color="grey", ls=":", lw=0.8)
     ax.set_xlabel(r"$\ell$")
     ax.set_ylabel(r"$C_\ell$")
-    ax.set_title("angular power spectrum", fontsize=10)
+    ax.set_title("angular power spectrum" + (" (pseudo-$C_\\ell$ / $f_{sky}$)" if masked else ""),
+                 fontsize=10)
     ax.legend(fontsize=8)
 
     # pixel PDF
     ax = axes[0, 3]
     centres = 0.5 * (data["edges"][1:] + data["edges"][:-1])
     ax.semilogy(centres, np.where(data["pdf_t"] > 0, data["pdf_t"], np.nan), color=tcol, lw=1.2,
-                label="target")
-    _band(ax, centres, np.where(data["pdf_s"] > 0, data["pdf_s"], np.nan), scol, "samples")
+                label=t_label if masked else "target")
+    _band(ax, centres, np.where(data["pdf_s"] > 0, data["pdf_s"], np.nan), scol,
+          "samples, masked region" if data.get("constrained") else "samples")
     ax.set_xlabel("u (units of target std)")
     ax.set_title("pixel PDF", fontsize=10)
     ax.legend(fontsize=8)

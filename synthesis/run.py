@@ -8,7 +8,11 @@ Output folder (every file written atomically):
 ``synthesis.gif``   the frames as an animated GIF
 ``samples.npz``     ``target_flm (L, 2L-1)``, ``sample_flm (count, L, 2L-1)`` (s2fft layout),
                     ``target_map (12 nside^2,)``, ``sample_maps (count, 12 nside^2)`` (HEALPix
-                    RING), ``nside``, ``history``, ``sample_losses``, ``timeline``, ``partial``
+                    RING), ``nside``, ``history``, ``sample_losses``, ``timeline``, ``partial``;
+                    an ensemble adds ``target_members_flm (M, L, 2L-1)``, a mask ``mask_map``
+                    (HEALPix, ``nside``) and ``mask_grid`` (the statistics' GL grid), a
+                    constrained run ``free_flm`` (the free fields; ``sample_maps`` are the
+                    target where ``mask_map = 1``, exactly, and the free fields where 0)
 ``history.csv``     ``step,mean_loss``: the loss before each step, last row after the last step
 ``report.png``      the validation figure (:mod:`synthesis.report`)
 ``metrics.json``    the validation numbers, run facts (steps, wall time, mode, stop reason) and
@@ -97,13 +101,16 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
             last_drawn[0] = p.step
         return False
 
+    weights = dataclasses.asdict(sy.weights)
+    pdf_weight = weights.pop("pdf")
     result = engine.synthesize(
-        target.flm, st.L, st.N, st.J_min, optimizer=sy.optimizer, steps=sy.steps, count=sy.count,
-        seed=exp.experiment.seed, learning_rate=sy.learning_rate, schedule=sy.schedule,
-        final_lr_fraction=sy.final_lr_fraction, memory=sy.memory,
+        target.fields, st.L, st.N, st.J_min, optimizer=sy.optimizer, steps=sy.steps,
+        count=sy.count, seed=exp.experiment.seed, learning_rate=sy.learning_rate,
+        schedule=sy.schedule, final_lr_fraction=sy.final_lr_fraction, memory=sy.memory,
         linesearch_steps=sy.linesearch_steps, init=sy.init, precondition=sy.precondition,
-        weights=dataclasses.asdict(sy.weights), tolerance=sy.tolerance, chunk=sy.chunk,
-        callback=callback, progress=progress, op=op)
+        weights=weights, tolerance=sy.tolerance, chunk=sy.chunk, mask=target.mask,
+        apodisation=st.apodisation, constrained=sy.constrained, pdf_weight=pdf_weight,
+        entry_weights=sy.entry_weights, callback=callback, progress=progress, op=op)
     partial = result.partial
     if partial:
         log(f"[{exp.experiment.name}] interrupted at step {result.steps}: writing what there is "
@@ -118,12 +125,21 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
                                         frames_dir / f"frame_{len(frames):05d}.png"))
         data = report.compute(target.flm, result.samples, op=op if rp.enabled else None,
                               nside=rp.nside, thresholds=rp.thresholds, bins=rp.bins,
-                              J_min=st.J_min)
+                              J_min=st.J_min, members=target.members,
+                              mask=target.mask_map, mask_grid=target.mask, free=result.free,
+                              apodisation=st.apodisation)
+        extra = {}
+        if target.members is not None:
+            extra["target_members_flm"] = target.members
+        if target.mask_map is not None:
+            extra.update(mask_map=data["mask_map"], mask_grid=target.mask)
+        if result.free is not None:
+            extra["free_flm"] = result.free
         files.append(write_npz(
             out_dir / "samples.npz", target_flm=target.flm, sample_flm=result.samples,
             target_map=data["t_map"], sample_maps=data["s_maps"], nside=data["nside"],
             history=result.history, sample_losses=result.sample_losses,
-            timeline=result.timeline, partial=partial))
+            timeline=result.timeline, partial=partial, **extra))
         files.append(write_text(out_dir / "history.csv", "step,mean_loss\n" + "".join(
             f"{i},{v:.10g}\n" for i, v in enumerate(result.history))))
         if frames:

@@ -164,3 +164,45 @@ def _read_npy(path: Path, L: int, format: str) -> np.ndarray:
             return _from_packed_alm(data.astype(np.complex128), L)
         return _from_2d_alm(data, L)
     return _from_map(data, L, format)
+
+
+def read_healpix(path, *, format: str = "auto", field: int = 0, name: str = "path"):
+    """The raw HEALPix map (RING, float64; UNSEEN and NaN pixels kept) that ``path`` holds, or
+    ``None`` if it holds coefficients or an MW/GL grid (``format`` as for
+    :func:`read_coefficients`). For masked targets, whose masked pixels may be unseen."""
+    import healpy as hp
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{name}: file {str(path)!r} does not exist")
+    try:
+        if _is_fits(path):
+            try:
+                holds_alm = format == "auto" and _fits_holds_alm(path)
+            except Exception as err:  # noqa: BLE001
+                raise ValueError(f"not a readable FITS file ({type(err).__name__}: "
+                                 f"{err})") from None
+            if format in ("alm", "mw", "gl") or holds_alm:
+                return None
+            try:
+                data = hp.read_map(str(path), field=field, dtype=np.float64)
+            except IndexError:
+                raise ValueError(f"has no column field={field}") from None
+            except Exception as err:  # noqa: BLE001
+                raise ValueError(f"not a HEALPix map FITS file ({type(err).__name__}: "
+                                 f"{err})") from None
+        elif path.suffix.lower() == ".npy":
+            data = _load_npy(path)
+            if format in ("alm", "mw", "gl") or np.iscomplexobj(data) or (
+                    format == "auto" and data.ndim != 1):
+                return None
+        else:
+            raise ValueError("unknown file type (expected .npy or .fits)")
+        if data.ndim != 1 or not hp.isnpixok(data.size):
+            raise ValueError(f"a HEALPix map must be 1D with 12 nside^2 pixels, got shape "
+                             f"{data.shape}")
+        return np.asarray(data, dtype=np.float64)
+    except ValueError as err:
+        raise ValueError(f"{name}: {path}: {err}") from None
+    except OSError as err:
+        raise ValueError(f"{name}: {path}: cannot read: {err}") from None
