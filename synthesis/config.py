@@ -152,9 +152,10 @@ class Weights:
     S2: float = option(1.0, "", "weight of S2", minimum=0.0)
     S3: float = option(1.0, "", "weight of S3", minimum=0.0)
     S4: float = option(1.0, "", "weight of S4", minimum=0.0)
-    pdf: float = option(0.0, "", "weight of the pixel-PDF term: W2^2 between the samples' and "
+    pdf: float = option(1.0, "", "weight of the pixel-PDF term: W2^2 between the samples' and "
                         "the target's area-weighted pixel values, in units of the target's "
-                        "variance (0: none)", minimum=0.0)
+                        "variance (0: none; 1 brings the quickstart's pixel skewness from 19 % "
+                        "to 2 % of the target's)", minimum=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -426,8 +427,8 @@ def validate(exp: Experiment) -> None:
                           f"({sy.chunk}): frames are drawn between chunks")
     tg = exp.target
     if tg.source == "file" and not tg.path and not tg.paths:
-        raise ConfigError("target.path (or target.paths) must name a file when target.source "
-                          "= 'file'")
+        raise ConfigError("target.path must name a file (or target.paths several) when "
+                          "target.source = 'file'")
     if tg.source != "file" and tg.bandlimit and tg.bandlimit < st.L:
         raise ConfigError(f"target.bandlimit must be 0 or >= statistics.L ({st.L}), got {tg.bandlimit}")
     if sy.optimizer == "adam" and sy.learning_rate <= 0:

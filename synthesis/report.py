@@ -89,12 +89,14 @@ def _pseudo_cl(maps, weight, L):
 
 
 def _interior(weight, L):
-    """Pixels of weight 1 at least one resolution element (``pi / L``) from any edge: where
-    the map's derivatives do not feel the mask (Minkowski functionals)."""
+    """Pixels of weight 1 about a resolution element (``pi / L``) from any edge, where the
+    map's derivatives hardly feel the mask (Minkowski functionals); all pixels of weight 1
+    if none is that far."""
     import healpy as hp
 
-    smooth = hp.smoothing(weight, fwhm=2 * np.pi / L, iter=1)
-    return (weight >= 1.0) & (smooth > 0.99)
+    smooth = hp.smoothing(weight, fwhm=np.pi / L, iter=1)
+    inside = (weight >= 1.0) & (smooth > 0.99)
+    return inside if inside.any() else weight >= 1.0
 
 
 def compute(target_flm, samples_flm, *, op=None, nside: int = 0, thresholds: int = 31,
@@ -248,6 +250,14 @@ def compute_metrics(data: dict, *, history=None, sample_losses=None) -> dict:
             loss["final_per_sample"] = sl[-1].tolist()
             loss["ratio_per_sample"] = (sl[-1] / sl[0]).tolist()
         metrics["loss"] = loss
+    if data.get("mask_map") is not None:
+        metrics["mask"] = {"observed_fraction": float(np.mean(data["mask_map"]))}
+    metrics["constrained"] = bool(data.get("constrained", False))
+    metrics["target_members"] = int(data.get("members", 1))
+    metrics["pdf"]["compared"] = (
+        "target's observed sky against the samples' masked region" if data.get("constrained")
+        else "target's observed sky against the samples' full sky"
+        if data.get("mask_map") is not None else "target against samples, full sky")
     metrics["criteria"] = {
         "cl_within_10pct": bool(metrics["cl"]["rel_error"] <= 0.10),
         "skewness_within_20pct": bool(skew_err <= 0.20),

@@ -80,10 +80,16 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
 
     target = targets.load(exp.target, st.L)
     mode = engine.resolve_mode(st.mode, st.L)
-    log(f"[{exp.experiment.name}] target: {target.description}; L={st.L} N={st.N} "
-        f"J_min={st.J_min} mode={mode}; {sy.count} sample(s), {sy.optimizer}, {sy.steps} steps")
     op = s2scat_core.build(st.L, st.N, st.J_min, mode=mode, isotropic=st.isotropic,
                            delta_j=st.delta_j or None, same_scale=st.same_scale)
+    if target.mask is not None:  # a mask eroded away at some scale fails here, before the log
+        try:
+            op.mask(target.mask, st.apodisation)
+        except ValueError as err:
+            raise ValueError(f"target.mask: {err} (statistics.J_min, statistics.apodisation)"
+                             ) from None
+    log(f"[{exp.experiment.name}] target: {target.description}; L={st.L} N={st.N} "
+        f"J_min={st.J_min} mode={mode}; {sy.count} sample(s), {sy.optimizer}, {sy.steps} steps")
 
     frames: list[Path] = []
     renderer = None

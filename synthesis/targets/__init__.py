@@ -134,17 +134,19 @@ def _mask_maps(target, nside, L):
 
 
 def _masked_member(target, L, path=None, seed=None):
-    """A masked member: its map's unseen pixels must be masked; the masked region is filled
-    with the observed mean before the harmonic analysis (module doc)."""
+    """A masked member: its map's unseen pixels must be masked (where a finer mask, degraded
+    to the map's nside, only partly masks them, they count as masked); the masked region is
+    filled with the observed mean before the harmonic analysis (module doc)."""
     import healpy as hp
 
     raw, name = _member_map(target, L, path, seed)
     nside = hp.npix2nside(raw.size)
     mask_map, mask_gl = _mask_maps(target, nside, L)
     bad = ~np.isfinite(raw) | (raw == hp.UNSEEN)
-    if np.any(bad & (mask_map > 0)):
-        raise ValueError(f"{name}: {int(np.sum(bad & (mask_map > 0)))} unseen or non-finite "
-                         f"pixel(s) where target.mask is > 0 (observed); mask them or fill them")
+    if np.any(bad & (mask_map >= 1)):
+        raise ValueError(f"{name}: {int(np.sum(bad & (mask_map >= 1)))} unseen or non-finite "
+                         f"pixel(s) where target.mask is 1 (observed); mask them or fill them")
+    mask_map = np.where(bad, 0.0, mask_map)  # partly observed by a finer mask, but no data
     values = np.where(bad, 0.0, raw)
     mean = float(np.sum(mask_map * values) / np.sum(mask_map))
     filled = mask_map * values + (1 - mask_map) * mean
