@@ -15,11 +15,12 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from . import harmonics, labels, transforms, wavelets  # noqa: E402
+from . import harmonics, labels, masks, transforms, wavelets  # noqa: E402
 from .labels import counts  # noqa: E402
-from .scattering import Covariances, Scattering, build  # noqa: E402
+from .masks import MaskWeights  # noqa: E402
+from .scattering import CrossCovariances, Covariances, Scattering, build  # noqa: E402
 from .wavelets import j_max  # noqa: E402
 
-__all__ = ["Covariances", "Scattering", "build", "counts", "harmonics", "j_max", "labels",
-           "transforms", "wavelets"]
+__all__ = ["CrossCovariances", "Covariances", "MaskWeights", "Scattering", "build", "counts",
+           "harmonics", "j_max", "labels", "masks", "transforms", "wavelets"]
 __version__ = "0.1.0"

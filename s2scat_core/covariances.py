@@ -198,18 +198,44 @@ def weighted_moments(f, omega):
     return jnp.abs(mean), power - jnp.abs(mean) ** 2
 
 
-def weighted_s3_s4(first, second, omega, A):
-    """``S3 (A, K2, K1)`` and ``S4 (A, A, K2, K2, K1)`` of one scale from maps.
+def weighted_s3(first, second, omega):
+    """``S3 (A, K2, K1) = sum_tp omega N W`` of one scale from maps: ``first (K1, T, P)`` the
+    first layer ``W_{j1,k1}`` (its real part), ``second (A, K2, K1, T, P)`` the second layer
+    ``N_{j1,j2,k2,k1}`` (:func:`.transforms.base.second_layers`); no ``1/(4 pi)``, as unmasked."""
+    return jnp.einsum("aiktp,ktp,tp->aik", second, first, omega)
 
-    ``first (K1, T, P)``: the first layer ``W_{j1,k1}`` (its real part); ``second
-    (A, K2, K1, T, P)``: ``N_{j1,j2,k2,k1}`` (:func:`.transforms.base.second_layers`);
-    ``S3 = sum_tp omega N W``, ``S4 = sum_tp omega N N'`` (no ``1/(4 pi)``, as unmasked).
-    """
-    K1 = first.shape[0]
-    S3 = jnp.einsum("aiktp,ktp,tp->aik", second, first, omega)
+
+def weighted_s4(second, other, omega, A):
+    """``S4 (A, A, K2, K3, K1) = sum_tp omega N N'`` from two second layers
+    ``(A, K2, K1, T, P)`` (the same one for the auto statistics, two fields' for the cross
+    ones): a Gram matrix per direction ``k1``."""
+    K1 = second.shape[2]
     rows = jnp.moveaxis(second, 2, 0).reshape(K1, -1, omega.size)  # (K1, A*K2, X)
-    G = jnp.einsum("kix,kjx,x->ijk", rows, rows, omega.reshape(-1))
-    return S3, _pairs_first(G, A)
+    if other is second:
+        G = jnp.einsum("kix,kjx,x->ijk", rows, rows, omega.reshape(-1))
+    else:
+        cols = jnp.moveaxis(other, 2, 0).reshape(K1, -1, omega.size)
+        G = jnp.einsum("kix,kjx,x->ijk", rows, cols, omega.reshape(-1))
+    return _pairs_first(G, A)
+
+
+def weighted_s3_s4(first, second, omega, A):
+    """``(S3, S4)`` of one scale from its maps (:func:`weighted_s3`, :func:`weighted_s4`)."""
+    return weighted_s3(first, second, omega), weighted_s4(second, second, omega, A)
+
+
+def normalise_cross(S2, S3_fg, S3_gf, S4, norm_f, norm_g):
+    """:func:`normalise` for the cross statistics of ``(f, g)``: each direction axis divided by
+    the ``sqrt`` of its own field's reference power at scale ``j1`` (``S2`` by
+    ``sqrt(norm_f norm_g)``; in ``S3_fg`` the first layer's ``k1`` by ``f``'s, the modulus'
+    ``k2`` by ``g``'s, the reverse in ``S3_gf``; in ``S4`` ``k2`` by ``f``'s, ``k3`` by ``g``'s)."""
+    inv_f, inv_g = 1.0 / jnp.sqrt(norm_f), 1.0 / jnp.sqrt(norm_g)
+    S2 = [s * inv_f[i] * inv_g[i] for i, s in enumerate(S2)]
+    S3_fg = [s * inv_g[i][None, :, None] * inv_f[i][None, None, :] for i, s in enumerate(S3_fg)]
+    S3_gf = [s * inv_f[i][None, :, None] * inv_g[i][None, None, :] for i, s in enumerate(S3_gf)]
+    S4 = [s * inv_f[i][None, None, :, None, None] * inv_g[i][None, None, None, :, None]
+          for i, s in enumerate(S4)]
+    return S2, S3_fg, S3_gf, S4
 
 
 def normalise(S1, S2, S3, S4, norm):

@@ -47,6 +47,24 @@ class Covariances(NamedTuple):
     S4: jax.Array
 
 
+class CrossCovariances(NamedTuple):
+    """Cross statistics of two real fields ``(f, g)`` (one pair, or a batch: a leading axis).
+
+    ``var``: ``<f g> - <f><g>``; ``S2 (nJ * (2N-1),)``: ``<W_{j,k} f W_{j,k} g>``; ``S3_fg``:
+    ``Cov[W_{j1,k1} f, W_{j1,k1} |W_{j2,k2} g|]`` and ``S3_gf`` the same with ``f`` and ``g``
+    swapped, each ordered as the auto ``S3``; ``S4``:
+    ``Cov[W_{j1,k1} |W_{j2,k2} f|, W_{j1,k1} |W_{j3,k3} g|]``, ordered as the auto ``S4``
+    (``(j2, k2)`` from ``f``, ``(j3, k3)`` from ``g``). With ``f = g`` these are the auto
+    ``var``, ``S2``, ``S3``, ``S3``, ``S4``.
+    """
+
+    var: jax.Array
+    S2: jax.Array
+    S3_fg: jax.Array
+    S3_gf: jax.Array
+    S4: jax.Array
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Static configuration of an operator (hashable: it is the pytree's static part)."""
@@ -150,6 +168,43 @@ class Scattering:
         (over the observed sky with ``mask``, as in :meth:`scatter`)."""
         flm, _ = self._check_flm(flm)
         return _norm(self, flm, self._check_mask(mask))
+
+    def cross(self, flm, glm, norm=None, mask=None) -> CrossCovariances:
+        """Cross scattering covariances of two real fields (:class:`CrossCovariances`), FOSCAT's
+        cross statistics in S2SCAT's definitions: S3 and S4 with one layer from each field.
+
+        Args:
+            flm, glm: coefficients of the two fields, the same shapes as :meth:`scatter` takes
+                (a batch pairs member with member).
+            norm: ``None``, or ``(norm_f, norm_g)``, each field's :meth:`norm` (each direction
+                axis is divided by its own field's power, see
+                :func:`s2scat_core.covariances.normalise_cross`).
+            mask: as in :meth:`scatter`, shared by both fields.
+
+        Computed from maps on every backend (as the masked statistics are); ``reality=True``.
+        """
+        if not self.config.reality:
+            raise ValueError("cross statistics need an operator built with reality=True")
+        f, batch = self._check_flm(flm)
+        g, batch_g = self._check_flm(glm)
+        if batch_g != batch or f.shape != g.shape:
+            raise ValueError(f"flm and glm must have the same shape, got {tuple(f.shape)} and "
+                             f"{tuple(g.shape)}")
+        norm_f = norm_g = None
+        if norm is not None:
+            if not isinstance(norm, (tuple, list)) or len(norm) != 2:
+                raise ValueError("norm must be None or a pair (op.norm(f), op.norm(g))")
+            norm_f, norm_g = (self._check_norm(n, batch) for n in norm)
+            if norm_f.shape != norm_g.shape:
+                raise ValueError(f"the two norms must have the same shape, got {norm_f.shape} "
+                                 f"and {norm_g.shape}")
+        return _cross(self, f, g, norm_f, norm_g, self._check_mask(mask))
+
+    @property
+    def cross_counts(self) -> dict[str, int]:
+        """Number of entries of each flat cross statistic (:meth:`cross`)."""
+        n = self.counts
+        return {"var": 1, "S2": n["S2"], "S3_fg": n["S3"], "S3_gf": n["S3"], "S4": n["S4"]}
 
     def mask(self, w, apodisation: float | None = None) -> MaskWeights:
         """The pixel weights of a mask ``w (L, 2L-1)`` (values in ``[0, 1]``, 1 observed, on the
@@ -342,13 +397,14 @@ def _masked_first_layer(op: Scattering, flm, omegas):
     return W, moduli, S1, S2
 
 
-def _masked_statistics(op: Scattering, flm, omegas):
-    """:func:`_statistics` with weighted sphere averages, from maps (every backend's
-    ``wavelets_real_scales`` and ``analysis_real_scales``): ``omegas[i]`` the pixel weights of
-    scale ``i`` (:class:`.masks.MaskWeights`)."""
+def _map_layers(op: Scattering, flm):
+    """Both layers as maps, every backend: ``(W, moduli, second, pairs)``, ``W[i]`` and
+    ``moduli[i] (K, Li, 2Li-1)`` the first layer and its modulus at scale ``i``, ``second[i1]
+    (A, K2, K1, L1, 2L1-1)`` the second layer at each scale ``i1`` of ``pairs``."""
     c = op.config
-    W, moduli, S1, S2 = _masked_first_layer(op, flm, omegas)
     hs = [op.weights[str(j)] for j in c.scales]
+    W = directional.analysis_scales(op.backend, [flm] * len(hs), hs, c.N, real=c.reality)
+    moduli = [jnp.abs(w) for w in W]
     index = {j: i for i, j in enumerate(c.scales)}
     pairs = [(index[j1], tuple(index[j2] for j2 in c.partners(j1)))
              for j1 in c.scales if c.partners(j1)]
@@ -356,12 +412,67 @@ def _masked_statistics(op: Scattering, flm, omegas):
     halves = op.backend.analysis_real_scales([moduli[i] for i in read],
                                              [c.modulus_bandlimit(c.scales[i]) for i in read])
     second = second_layers(op.backend, dict(zip(read, halves)), hs, c.N, pairs, fourier=False)
+    return W, moduli, second, pairs
+
+
+def _masked_statistics(op: Scattering, flm, omegas):
+    """:func:`_statistics` with weighted sphere averages, from maps (every backend's
+    ``wavelets_real_scales`` and ``analysis_real_scales``): ``omegas[i]`` the pixel weights of
+    scale ``i`` (:class:`.masks.MaskWeights`)."""
+    W, moduli, second, pairs = _map_layers(op, flm)
+    S1 = [cov.weighted_mean(m, om) for m, om in zip(moduli, omegas)]
+    S2 = [cov.weighted_mean(m * m, om) for m, om in zip(moduli, omegas)]
     S3, S4 = [], []
     for i1, partners in pairs:
         s3, s4 = cov.weighted_s3_s4(W[i1].real, second[i1], omegas[i1], len(partners))
         S3.append(s3)
         S4.append(s4)
     return S1, S2, S3, S4
+
+
+def _full_sky(op: Scattering) -> MaskWeights:
+    """The weights of a full mask without computing it: ``Q_t`` on every grid."""
+    c = op.config
+    field = jnp.broadcast_to(jnp.asarray(gl_weights(c.L))[:, None], (c.L, 2 * c.L - 1))
+    scales = tuple(jnp.broadcast_to(op.quadrature[str(j)][:, None],
+                                    (c.bandlimit(j), 2 * c.bandlimit(j) - 1)) for j in c.scales)
+    return MaskWeights(field.astype(scales[0].dtype), scales)
+
+
+def _cross_single(op: Scattering, f, g, norm_f, norm_g, mask):
+    c = op.config
+    mask = _full_sky(op) if mask is None else mask
+    f, g = _as_input(op, f), _as_input(op, g)
+    map_f, map_g = _field_map(op, f), _field_map(op, g)
+    var = (cov.weighted_mean(map_f * map_g, mask.field)
+           - cov.weighted_mean(map_f, mask.field) * cov.weighted_mean(map_g, mask.field))
+    Wf, _, Nf, pairs = _map_layers(op, f)
+    Wg, _, Ng, _ = _map_layers(op, g)
+    S2 = [cov.weighted_mean(a * b, om) for a, b, om in zip(Wf, Wg, mask.scales)]
+    S3_fg = [cov.weighted_s3(Wf[i], Ng[i], mask.scales[i]) for i, _ in pairs]
+    S3_gf = [cov.weighted_s3(Wg[i], Nf[i], mask.scales[i]) for i, _ in pairs]
+    S4 = [cov.weighted_s4(Nf[i], Ng[i], mask.scales[i], len(p)) for i, p in pairs]
+    if norm_f is not None:
+        S2, S3_fg, S3_gf, S4 = cov.normalise_cross(S2, S3_fg, S3_gf, S4, norm_f, norm_g)
+    if c.isotropic:
+        S3_fg, S4 = cov.isotropic(S3_fg, S4)
+        S3_gf = [s.sum(axis=(1, 2)) for s in S3_gf]
+    flat = [jnp.concatenate([jnp.ravel(s) for s in stat]) for stat in (S2, S3_fg, S3_gf, S4)]
+    return CrossCovariances(var, *flat)
+
+
+@jax.jit
+def _cross(op: Scattering, f, g, norm_f, norm_g, mask):
+    batch = f.shape[:-2]
+    if not batch:
+        return _cross_single(op, f, g, norm_f, norm_g, mask)
+    flat_f, flat_g = (x.reshape((-1,) + x.shape[-2:]) for x in (f, g))
+    axis = None if norm_f is None or norm_f.ndim == 2 else 0
+    if axis is not None:
+        norm_f, norm_g = (n.reshape((-1,) + n.shape[-2:]) for n in (norm_f, norm_g))
+    out = jax.vmap(_cross_single, in_axes=(None, 0, 0, axis, axis, None))(
+        op, flat_f, flat_g, norm_f, norm_g, mask)
+    return jax.tree_util.tree_map(lambda x: x.reshape(batch + x.shape[1:]), out)
 
 
 def _field_map(op: Scattering, flm):

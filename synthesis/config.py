@@ -92,7 +92,9 @@ class Cap:
 
 
 @dataclasses.dataclass(frozen=True)
-class Target:
+class _Field:
+    """The keys that say where one field comes from (shared by [target] and [target.second])."""
+
     source: str = option("lognormal", "", "'lognormal' or 'filaments' (generated demo fields) or "
                          "'file'", choices=("lognormal", "filaments", "file"))
     path: str = option("", "", "file for source = 'file': HEALPix map (.fits or 1D .npy), MW/GL map "
@@ -105,6 +107,22 @@ class Target:
     seed: int = option(1, "", "seed of a generated demo field", minimum=0)
     bandlimit: int = option(0, "", "band-limit at which a demo field is generated before being "
                             "band-limited to statistics.L (0: statistics.L)", minimum=0)
+    standardise: bool = option(True, "", "zero mean and unit variance of the band-limited map "
+                               "(f_00 = 0, sum_{l>=1,m} |f_lm|^2 / 4 pi = 1; over the observed "
+                               "sky when masked)")
+    lognormal: Lognormal = section(Lognormal)
+    filaments: Filaments = section(Filaments)
+
+
+@dataclasses.dataclass(frozen=True)
+class Second(_Field):
+    source: str = option("none", "", "a second field, synthesised jointly with the first (auto "
+                         "and cross statistics matched): 'none', or as target.source",
+                         choices=("none", "lognormal", "filaments", "file"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Target(_Field):
     paths: tuple = option((), "", "an ensemble of files for source = 'file' (globs allowed, "
                           "relative to the experiment file): the target statistics are their "
                           "mean; replaces path")
@@ -112,15 +130,11 @@ class Target:
                           "the target statistics are their mean", minimum=1)
     mask: str = option("", "", "sky mask of the target: '' (full sky), a file (HEALPix FITS or "
                        "1D .npy, any nside, values in [0, 1], 1 = observed), or a drawn mask "
-                       "'band' or 'cap' ([target.band], [target.cap])")
+                       "'band' or 'cap' ([target.band], [target.cap]); shared by a second field")
     mask_field: int = option(0, "", "FITS column (field) of a mask file", minimum=0)
-    standardise: bool = option(True, "", "zero mean and unit variance of the band-limited map "
-                               "(f_00 = 0, sum_{l>=1,m} |f_lm|^2 / 4 pi = 1; over the observed "
-                               "sky when masked)")
-    lognormal: Lognormal = section(Lognormal)
-    filaments: Filaments = section(Filaments)
     band: Band = section(Band)
     cap: Cap = section(Cap)
+    second: Second = section(Second)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +166,8 @@ class Weights:
     S2: float = option(1.0, "", "weight of S2", minimum=0.0)
     S3: float = option(1.0, "", "weight of S3", minimum=0.0)
     S4: float = option(1.0, "", "weight of S4", minimum=0.0)
+    cross: float = option(1.0, "", "with target.second: weight of the pair's cross statistics "
+                          "(times each statistic's own weight)", minimum=0.0)
     pdf: float = option(1.0, "", "weight of the pixel-PDF term: W2^2 between the samples' and "
                         "the target's area-weighted pixel values, in units of the target's "
                         "variance (0: none; 1 brings the quickstart's pixel skewness from 19 % "
@@ -336,6 +352,9 @@ def _resolve_paths(target: dict, root: Path | None) -> dict:
     mask = target.get("mask")
     if isinstance(mask, str) and mask and mask not in ("band", "cap"):
         target["mask"] = str(resolve(mask))
+    second = target.get("second")
+    if isinstance(second, dict) and isinstance(second.get("path"), str) and second["path"]:
+        target["second"] = {**second, "path": str(resolve(second["path"]))}
     paths = target.get("paths")
     if isinstance(paths, (list, tuple)) and all(isinstance(p, str) for p in paths):
         out = []
@@ -444,6 +463,17 @@ def validate(exp: Experiment) -> None:
     if sy.constrained and not tg.mask:
         raise ConfigError("synthesis.constrained = true needs target.mask (the observed pixels "
                           "to keep)")
+    second = tg.second
+    if second.source != "none":
+        if len(tg.paths) > 1 or tg.members > 1:
+            raise ConfigError("target.second pairs with one target field, not an ensemble "
+                              "(target.paths / target.members)")
+        if sy.constrained:
+            raise ConfigError("synthesis.constrained completes one field, not a pair "
+                              "(target.second)")
+        if second.source == "file" and not second.path:
+            raise ConfigError("target.second.path must name a file when target.second.source "
+                              "= 'file'")
     if sy.constrained and (len(tg.paths) > 1 or tg.members > 1):
         raise ConfigError("synthesis.constrained completes one target map, not an ensemble "
                           "(target.paths / target.members)")

@@ -102,6 +102,7 @@ class SynthesisResult:
     ``"steps"``, ``"tolerance"``, ``"callback"`` or ``"interrupted"``. ``free (count, L, 2L-1)``:
     with ``constrained``, the free fields whose masked region completes the target (``samples``
     are then the completed fields' coefficients, by the GL quadrature), else ``None``.
+    ``second (count, L, 2L-1)``: a pair's second fields (``samples`` the first), else ``None``.
     """
 
     samples: np.ndarray
@@ -112,6 +113,7 @@ class SynthesisResult:
     mode: str
     wall_time: float
     free: np.ndarray | None = None
+    second: np.ndarray | None = None
 
     @property
     def steps(self) -> int:
@@ -140,6 +142,16 @@ class _Carry(NamedTuple):
     last: jax.Array       # () mean loss before the last step taken
 
 
+class _Second(NamedTuple):
+    """The second field of a pair: its target statistics and the pair's cross statistics."""
+    norm: jax.Array       # (nJ, 2N-1) its normalisation
+    target: tuple         # its Covariances (normalised)
+    scale: jax.Array      # (L,) its preconditioner
+    pdf: object           # its TargetPDF or None
+    cross: tuple          # target CrossCovariances (normalised by both norms)
+    cross_weights: jax.Array  # (5,) weights of var, S2, S3_fg, S3_gf, S4 of the cross terms
+
+
 class _Consts(NamedTuple):
     norm: jax.Array       # (nJ, 2N-1) target normalisation
     target: tuple         # target Covariances (normalised)
@@ -151,29 +163,46 @@ class _Consts(NamedTuple):
     completion: tuple | None  # (observed (L, 2L-1), target map (L, 2L-1)) when constrained
     pdf: loss_terms.TargetPDF | None  # the target's pixel PDF when pdf_weight > 0
     pdf_weight: jax.Array  # ()
+    second: _Second | None = None  # a pair: x (B, 2 fields, 2, L, L)
 
 
 def _field(op, xi, consts: _Consts):
     """Variables of one sample -> ``(half (L, L), map on the GL grid or None)``: the free field,
-    or with ``completion`` the completed one."""
-    half = params.to_half(xi, consts.scale)
+    or with ``completion`` the completed one (the first field of a pair)."""
+    half = params.to_half(xi[0] if consts.second is not None else xi, consts.scale)
     if consts.completion is not None:
         return params.complete(op, half, *consts.completion)
     return half, None
 
 
+def _pdf_term(op, half, grid_map, pdf, weight):
+    if pdf is None:
+        return 0.0
+    grid_map = op.to_map(half) if grid_map is None else grid_map
+    return weight * loss_terms.pdf_distance(grid_map, pdf)
+
+
 def _sample_loss(op, xi, consts: _Consts):
     half, grid_map = _field(op, xi, consts)
     value = covariance_loss(op, half, consts.norm, consts.target, consts.weights, consts.entry)
-    if consts.pdf is not None:
-        grid_map = op.to_map(half) if grid_map is None else grid_map
-        value = value + consts.pdf_weight * loss_terms.pdf_distance(grid_map, consts.pdf)
+    value = value + _pdf_term(op, half, grid_map, consts.pdf, consts.pdf_weight)
+    sec = consts.second
+    if sec is not None:
+        other = params.to_half(xi[1], sec.scale)
+        value = value + covariance_loss(op, other, sec.norm, sec.target, consts.weights)
+        value = value + _pdf_term(op, other, None, sec.pdf, consts.pdf_weight)
+        cross = op.cross(half, other, norm=(consts.norm, sec.norm))
+        value = value + jnp.dot(sec.cross_weights, loss_terms.terms(cross, sec.cross))
     return value
 
 
 @jax.jit
 def _view(op, x, consts: _Consts):
-    """The samples' halves ``(B, L, L)`` (completed with ``completion``) and the free ones."""
+    """The samples' halves ``(B, L, L)`` (completed with ``completion``; the first field of a
+    pair) and the free ones (the second field of a pair)."""
+    if consts.second is not None:
+        return (params.to_half(x[:, 0], consts.scale),
+                params.to_half(x[:, 1], consts.second.scale))
     free = params.to_half(x, consts.scale)
     if consts.completion is None:
         return free, free
@@ -225,8 +254,8 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
                weights=None, tolerance: float = 0.0, chunk: int = 10, mode: str = "auto",
                isotropic: bool = False, delta_j: int | None = None, same_scale: bool = True,
                mask=None, apodisation: float | None = None, constrained: bool = False,
-               pdf_weight: float = 0.0, entry_weights: str = "auto",
-               callback: Callable[[Progress], bool | None] | None = None,
+               pdf_weight: float = 0.0, entry_weights: str = "auto", second_flm=None,
+               cross_weight: float = 1.0, callback: Callable[[Progress], bool | None] | None = None,
                progress: bool = False, op=None) -> SynthesisResult:
     """Synthesise ``count`` real fields whose scattering covariances match the target's.
 
@@ -264,6 +293,11 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
             units of its variance, :func:`synthesis.loss.pdf_distance`); 0: none.
         entry_weights: ``"auto"`` (``1/sigma^2`` from an ensemble of >= 3 targets, else 1) or
             ``"none"``.
+        second_flm: ``(L0, 2L0-1)``: synthesise pairs ``(f, g)`` jointly, ``g`` matched to this
+            second target: the loss adds ``g``'s own terms and the cross statistics of the pair
+            (``op.cross``) against the target pair's, weighted by ``cross_weight`` times the
+            statistics' weights (``var``, ``S2``, ``S3`` for both ``S3_fg`` and ``S3_gf``,
+            ``S4``). One target (no ensemble), not constrained.
         callback: called as ``callback(Progress)`` after the first evaluation and after each
             chunk; return ``True`` to stop.
         progress: draw a progress bar on stderr.
@@ -287,6 +321,16 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
     if entry_weights not in ("auto", "none"):
         raise ValueError(f"entry_weights must be 'auto' or 'none', got {entry_weights!r}")
     members = _check_target(target_flm, L)
+    if not (isinstance(cross_weight, (int, float)) and np.isfinite(cross_weight)
+            and cross_weight >= 0):
+        raise ValueError(f"cross_weight must be a number >= 0, got {cross_weight!r}")
+    if second_flm is not None:
+        if members.shape[0] > 1:
+            raise ValueError("a pair (second_flm) is synthesised from one target pair, not an "
+                             "ensemble")
+        if constrained:
+            raise ValueError("constrained synthesis completes one field, not a pair (second_flm)")
+        second = _check_target(second_flm, L, name="second_flm")
     if constrained and mask is None:
         raise ValueError("constrained synthesis needs a mask (the observed pixels to keep)")
     if constrained and members.shape[0] > 1:
@@ -323,12 +367,28 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
         maps = np.asarray(op.to_map(members))
         area = s2scat_core.transforms.gl_weights(L)
         pdf = loss_terms.target_pdf(maps, area, observed)
+    pair = None
+    if second_flm is not None:
+        g = second[0]
+        norm_g = op.norm(g, mask=prepared)
+        power_g = params.power_spectrum(g)
+        scale_g = params.scales_from_power(power_g, precondition)
+        pdf_g = (loss_terms.target_pdf(np.asarray(op.to_map(g)), s2scat_core.transforms.gl_weights(L),
+                                       observed) if pdf_weight > 0 else None)
+        cw = np.asarray(w)[[1, 3, 4, 4, 5]] * float(cross_weight)
+        pair = _Second(norm_g, tuple(op.scatter(g, norm=norm_g, mask=prepared)),
+                       jnp.asarray(scale_g), pdf_g,
+                       tuple(op.cross(members[0], g, norm=(norm, norm_g), mask=prepared)),
+                       jnp.asarray(cw))
+        keys = jax.random.split(jax.random.key(seed))
+        x0 = jnp.stack([params.initial(keys[0], count, L, power, scale, init),
+                        params.initial(keys[1], count, L, power_g, scale_g, init)], axis=1)
     opt = optim.build(spec)
     carry = _strong(_Carry(x0, opt.init(x0), jnp.asarray(0), jnp.asarray(False),
                            jnp.asarray(jnp.nan)))
     consts = _strong(_Consts(norm, target_cov, w, jnp.asarray(scale), jnp.asarray(jnp.inf),
                              jnp.asarray(float(tolerance)), entry, completion, pdf,
-                             jnp.asarray(float(pdf_weight))))
+                             jnp.asarray(float(pdf_weight)), pair))
     run_chunk = jax.jit(functools.partial(_chunk, step_fn=optim.make_step(spec, opt),
                                           length=chunk))
 
@@ -389,11 +449,12 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
         if bar:
             bar.close()
     timeline = np.asarray(timeline[:len(per_sample)], float)
-    halves, free = _view(op, carry.x, consts)
+    halves, other = _view(op, carry.x, consts)
     samples = np.asarray(harmonics.full_from_half(halves))
-    free = np.asarray(harmonics.full_from_half(free)) if constrained else None
+    other = np.asarray(harmonics.full_from_half(other))
     return SynthesisResult(samples, np.asarray(history), np.stack(per_sample), timeline, stopped,
-                           mode, time.perf_counter() - start, free)
+                           mode, time.perf_counter() - start, other if constrained else None,
+                           other if pair is not None else None)
 
 
 def _masks_on_grid(mask, L):
@@ -415,24 +476,24 @@ def _check_finite(losses, step):
                          f"(Adam) or check the target")
 
 
-def _check_target(target_flm, L) -> jax.Array:
+def _check_target(target_flm, L, name="target_flm") -> jax.Array:
     """``(M, L, 2L-1)``: the target (``M = 1``) or the ensemble's members, checked, truncated."""
     flm = np.asarray(target_flm)
     single = flm.ndim == 2
     if single:
         flm = flm[None]
     if flm.ndim != 3 or flm.shape[2] != 2 * flm.shape[1] - 1 or flm.shape[0] < 1:
-        raise ValueError(f"target_flm must have shape (L0, 2L0-1) or (M, L0, 2L0-1), got "
+        raise ValueError(f"{name} must have shape (L0, 2L0-1) or (M, L0, 2L0-1), got "
                          f"{np.shape(target_flm)}")
     if flm.shape[1] < L:
-        raise ValueError(f"target_flm has band-limit {flm.shape[1]} < L={L}")
+        raise ValueError(f"{name} has band-limit {flm.shape[1]} < L={L}")
     if not np.all(np.isfinite(flm)):
-        raise ValueError("target_flm must be finite")
+        raise ValueError(f"{name} must be finite")
     for i, f in enumerate(flm):
         where = "" if single else f" (member {i})"
         if not harmonics.is_hermitian(f, rtol=1e-8):
-            raise ValueError(f"target_flm must be the coefficients of a real field "
+            raise ValueError(f"{name} must be the coefficients of a real field "
                              f"(Hermitian){where}")
         if not np.any(harmonics.truncate(f, L)[1:]):
-            raise ValueError(f"target_flm has no power at 1 <= l < L{where}")
+            raise ValueError(f"{name} has no power at 1 <= l < L{where}")
     return jnp.asarray(harmonics.truncate(flm.astype(np.complex128), L))

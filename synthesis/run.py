@@ -88,6 +88,8 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
         except ValueError as err:
             raise ValueError(f"target.mask: {err} (statistics.J_min, statistics.apodisation)"
                              ) from None
+    if target.second is not None:
+        log(f"[{exp.experiment.name}] second field: {target.second.description}")
     log(f"[{exp.experiment.name}] target: {target.description}; L={st.L} N={st.N} "
         f"J_min={st.J_min} mode={mode}; {sy.count} sample(s), {sy.optimizer}, {sy.steps} steps")
 
@@ -108,7 +110,8 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
         return False
 
     weights = dataclasses.asdict(sy.weights)
-    pdf_weight = weights.pop("pdf")
+    pdf_weight, cross_weight = weights.pop("pdf"), weights.pop("cross")
+    second = target.second.flm if target.second is not None else None
     result = engine.synthesize(
         target.fields, st.L, st.N, st.J_min, optimizer=sy.optimizer, steps=sy.steps,
         count=sy.count, seed=exp.experiment.seed, learning_rate=sy.learning_rate,
@@ -116,7 +119,8 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
         linesearch_steps=sy.linesearch_steps, init=sy.init, precondition=sy.precondition,
         weights=weights, tolerance=sy.tolerance, chunk=sy.chunk, mask=target.mask,
         apodisation=st.apodisation, constrained=sy.constrained, pdf_weight=pdf_weight,
-        entry_weights=sy.entry_weights, callback=callback, progress=progress, op=op)
+        entry_weights=sy.entry_weights, second_flm=second, cross_weight=cross_weight,
+        callback=callback, progress=progress, op=op)
     partial = result.partial
     if partial:
         log(f"[{exp.experiment.name}] interrupted at step {result.steps}: writing what there is "
@@ -160,9 +164,41 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
                      f"steps{' (PARTIAL)' if partial else ''}")
             files.append(report.write_figure(data, out_dir / "report.png", history=result.history,
                                              title=title, cmap=rd.cmap))
+        if result.second is not None:
+            files += _write_second(exp, target, result, op if rp.enabled else None, out_dir,
+                                   metrics, partial)
     except KeyboardInterrupt:
         partial = metrics["partial"] = True
         log(f"[{exp.experiment.name}] interrupted while writing; metrics.json marks the run partial")
     metrics["wall_time_s"] = round(time.perf_counter() - t_start, 3)
     files.append(write_json(out_dir / "metrics.json", metrics))
     return RunOutcome(out_dir, [Path(f) for f in files], metrics, partial, result)
+
+
+def _write_second(exp, target, result, op, out_dir, metrics, partial) -> list:
+    """A pair's second field: ``samples_second.npz``, ``report_second.png`` and
+    ``report_cross.png``; ``metrics["second"]`` and ``metrics["cross"]``."""
+    st, rp = exp.statistics, exp.report
+    second = target.second
+    data = report.compute(second.flm, result.second, op=op, nside=rp.nside,
+                          thresholds=rp.thresholds, bins=rp.bins, J_min=st.J_min,
+                          mask=second.mask_map, mask_grid=second.mask,
+                          apodisation=st.apodisation)
+    files = [write_npz(out_dir / "samples_second.npz", target_flm=second.flm,
+                       sample_flm=result.second, target_map=data["t_map"],
+                       sample_maps=data["s_maps"], nside=data["nside"], partial=partial)]
+    if not rp.enabled:
+        return files
+    metrics["second"] = report.compute_metrics(data)
+    tag = " (PARTIAL)" if partial else ""
+    files.append(report.write_figure(
+        data, out_dir / "report_second.png", history=result.history, cmap=exp.render.cmap,
+        title=f"{exp.experiment.name}, second field: {second.description}{tag}"))
+    cross = report.compute_cross(target.flm, second.flm, result.samples, result.second, op=op,
+                                 nside=rp.nside, J_min=st.J_min, mask=target.mask_map,
+                                 mask_grid=target.mask, apodisation=st.apodisation)
+    metrics["cross"] = cross["metrics"]
+    files.append(report.write_cross_figure(cross, out_dir / "report_cross.png",
+                                           title=f"{exp.experiment.name}: the pair's cross "
+                                                 f"statistics{tag}"))
+    return files

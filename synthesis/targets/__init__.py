@@ -43,7 +43,8 @@ class TargetField:
 
     ``members (M, L, 2L-1)``: an ensemble's fields (``flm`` is the first), else ``None``.
     With a mask: ``mask (L, 2L-1)`` on the statistics' GL grid and ``mask_map``, the same on
-    the HEALPix grid of the target map (RING), both in ``[0, 1]``; else ``None``.
+    the HEALPix grid of the target map (RING), both in ``[0, 1]``; else ``None``. ``second``:
+    the second field of a pair (``[target.second]``, masked alike), else ``None``.
     """
 
     flm: np.ndarray
@@ -51,6 +52,7 @@ class TargetField:
     members: np.ndarray | None = None
     mask: np.ndarray | None = None
     mask_map: np.ndarray | None = None
+    second: "TargetField | None" = None
 
     @property
     def fields(self) -> np.ndarray:
@@ -92,22 +94,26 @@ def standardise_observed(flm, mask_map) -> np.ndarray:
     return flm / sigma
 
 
-def _member_flm(target, L, path=None, seed=None):
+def _key(target, key="target"):
+    return f"{key}.path" if not target.paths else f"{key}.paths"
+
+
+def _member_flm(target, L, path=None, seed=None, key="target"):
     """One member's coefficients ``(L, 2L-1)``, unstandardised (no mask)."""
     if target.source == "file":
         return read_coefficients(path, L, format=target.format, field=target.field,
-                                 name="target.path" if not target.paths else "target.paths")
+                                 name=_key(target, key))
     generator = {"lognormal": demo.lognormal, "filaments": demo.filaments}[target.source]
     params = dataclasses.asdict(getattr(target, target.source))
     return generator(L, seed=seed, bandlimit=target.bandlimit or L, **params)
 
 
-def _member_map(target, L, path=None, seed=None):
+def _member_map(target, L, path=None, seed=None, key="target"):
     """One member as a HEALPix map (unseen pixels kept) and a name for errors."""
     import healpy as hp
 
     if target.source == "file":
-        name = "target.path" if not target.paths else "target.paths"
+        name = _key(target, key)
         raw = files.read_healpix(path, format=target.format, field=target.field, name=name)
         if raw is not None:
             nside = hp.npix2nside(raw.size)
@@ -115,12 +121,12 @@ def _member_map(target, L, path=None, seed=None):
                 raise ValueError(f"{name}: {path}: L={L} is above 3 nside = {3 * nside} for "
                                  f"this nside={nside} map")
             return raw, f"{name}: {path}"
-        flm = _member_flm(target, L, path)
+        flm = _member_flm(target, L, path, key=key)
         nside = max(16, 1 << int(np.ceil(np.log2(L))))
         return hp.alm2map(harmonics.to_healpy_alm(flm), nside, lmax=L - 1), f"{name}: {path}"
     generator = {"lognormal": demo.lognormal_map, "filaments": demo.filaments_map}[target.source]
     params = dataclasses.asdict(getattr(target, target.source))
-    return generator(target.bandlimit or L, seed=seed, **params), "target"
+    return generator(target.bandlimit or L, seed=seed, **params), key
 
 
 def _mask_maps(target, nside, L):
@@ -133,13 +139,13 @@ def _mask_maps(target, nside, L):
     return masks.to_nside(m, nside), masks.on_gl_grid(m, L)
 
 
-def _masked_member(target, L, path=None, seed=None):
+def _masked_member(target, L, path=None, seed=None, key="target"):
     """A masked member: its map's unseen pixels must be masked (where a finer mask, degraded
     to the map's nside, only partly masks them, they count as masked); the masked region is
     filled with the observed mean before the harmonic analysis (module doc)."""
     import healpy as hp
 
-    raw, name = _member_map(target, L, path, seed)
+    raw, name = _member_map(target, L, path, seed, key)
     nside = hp.npix2nside(raw.size)
     mask_map, mask_gl = _mask_maps(target, nside, L)
     bad = ~np.isfinite(raw) | (raw == hp.UNSEEN)
@@ -166,7 +172,19 @@ def _sources(target):
 def load(target, L: int) -> TargetField:
     """The target of an experiment's ``[target]`` section (:class:`synthesis.config.Target`):
     one field or an ensemble (``paths``, or ``members`` seeds of a demo field), masked or not
-    (``mask``), standardised by default (over the observed sky when masked)."""
+    (``mask``), standardised by default (over the observed sky when masked); with
+    ``[target.second]`` the second field of a pair too."""
+    field = _load(target, L)
+    second = getattr(target, "second", None)
+    if second is None or second.source == "none":
+        return field
+    shared = {f.name: getattr(second, f.name) for f in dataclasses.fields(second)}
+    other = _load(dataclasses.replace(target, **shared, paths=(), members=1), L,
+                  key="target.second")
+    return dataclasses.replace(field, second=other)
+
+
+def _load(target, L: int, key: str = "target") -> TargetField:
     import healpy as hp
 
     sources = _sources(target)
@@ -175,17 +193,17 @@ def load(target, L: int) -> TargetField:
     nsides = set()
     for path, seed in sources:
         if target.mask:
-            flm, mask_map, mask = _masked_member(target, L, path, seed)
+            flm, mask_map, mask = _masked_member(target, L, path, seed, key)
             nsides.add(hp.npix2nside(mask_map.size))
             if target.standardise:
                 flm = standardise_observed(flm, mask_map)
         else:
-            flm = _member_flm(target, L, path, seed)
+            flm = _member_flm(target, L, path, seed, key)
             if target.standardise:
                 flm = standardise(flm)
         fields.append(np.asarray(flm))
     if len(nsides) > 1:
-        raise ValueError(f"target.paths: the maps of an ensemble must share one nside (and "
+        raise ValueError(f"{key}.paths: the maps of an ensemble must share one nside (and "
                          f"mask), got nside {sorted(nsides)}")
     if target.source == "file":
         text = f"file {target.path}" if len(sources) == 1 else f"{len(sources)} files"
