@@ -87,8 +87,14 @@ class Progress:
 
     def samples(self) -> np.ndarray:
         """The current samples, ``(count, L, 2L-1)`` complex (computed on demand; completed
-        fields when constrained)."""
+        fields when constrained, the first fields of pairs)."""
         return _samples(self._op, self._x, self._consts)
+
+    def free(self) -> np.ndarray:
+        """The current free fields (``(count, L, 2L-1)``): a constrained run's masked region
+        comes from them, a pair's second fields are them; otherwise :meth:`samples`."""
+        other = _view(self._op, jnp.asarray(self._x), self._consts)[1]
+        return np.asarray(harmonics.full_from_half(other))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +169,8 @@ class _Consts(NamedTuple):
     completion: tuple | None  # (observed (L, 2L-1), target map (L, 2L-1)) when constrained
     pdf: loss_terms.TargetPDF | None  # the target's pixel PDF when pdf_weight > 0
     pdf_weight: jax.Array  # ()
+    observed_sky: object = None  # constrained: the mask's MaskWeights (the goal: the completed
+    #                             map's own observed-sky statistics)
     second: _Second | None = None  # a pair: x (B, 2 fields, 2, L, L)
 
 
@@ -184,7 +192,10 @@ def _pdf_term(op, half, grid_map, pdf, weight):
 
 def _sample_loss(op, xi, consts: _Consts):
     half, grid_map = _field(op, xi, consts)
-    value = covariance_loss(op, half, consts.norm, consts.target, consts.weights, consts.entry)
+    target = consts.target
+    if consts.observed_sky is not None:
+        target = op.scatter(half, norm=consts.norm, mask=consts.observed_sky)
+    value = covariance_loss(op, half, consts.norm, target, consts.weights, consts.entry)
     value = value + _pdf_term(op, half, grid_map, consts.pdf, consts.pdf_weight)
     sec = consts.second
     if sec is not None:
@@ -366,7 +377,8 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
     if pdf_weight > 0:
         maps = np.asarray(op.to_map(members))
         area = s2scat_core.transforms.gl_weights(L)
-        pdf = loss_terms.target_pdf(maps, area, observed)
+        pdf = loss_terms.target_pdf(maps, area, observed,
+                                    region=1 - observed if constrained else None)
     pair = None
     if second_flm is not None:
         g = second[0]
@@ -388,7 +400,8 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
                            jnp.asarray(jnp.nan)))
     consts = _strong(_Consts(norm, target_cov, w, jnp.asarray(scale), jnp.asarray(jnp.inf),
                              jnp.asarray(float(tolerance)), entry, completion, pdf,
-                             jnp.asarray(float(pdf_weight)), pair))
+                             jnp.asarray(float(pdf_weight)),
+                             prepared if constrained else None, pair))
     run_chunk = jax.jit(functools.partial(_chunk, step_fn=optim.make_step(spec, opt),
                                           length=chunk))
 

@@ -96,10 +96,12 @@ class TargetPDF(NamedTuple):
     area: jax.Array
 
 
-def target_pdf(target_maps, quadrature, mask=None) -> TargetPDF:
+def target_pdf(target_maps, quadrature, mask=None, region=None) -> TargetPDF:
     """:class:`TargetPDF` of target maps ``(..., L, 2L-1)`` on the GL grid (an ensemble's
     members pooled) with ring weights ``quadrature (L,)``; with ``mask (L, 2L-1)`` only their
-    observed pixels, weighted by it."""
+    observed pixels, weighted by it. ``region (L, 2L-1)``: the weights of the samples' pixels
+    (default 1: the whole sky; ``1 - mask`` for inpainting, whose observed pixels are the
+    target's anyway)."""
     t = np.asarray(target_maps, dtype=np.float64)
     area = np.broadcast_to(np.asarray(quadrature, np.float64)[:, None], t.shape[-2:])
     w = np.broadcast_to(area * (1.0 if mask is None else np.asarray(mask, np.float64)), t.shape)
@@ -108,8 +110,9 @@ def target_pdf(target_maps, quadrature, mask=None) -> TargetPDF:
     order = np.argsort(values, kind="stable")
     c = np.cumsum(w[order])
     mid = (c - 0.5 * w[order]) / c[-1]
+    sample_area = area * (1.0 if region is None else np.asarray(region, np.float64))
     return TargetPDF(jnp.asarray(mid), jnp.asarray(values[order]),
-                     jnp.asarray(area / area.sum()))
+                     jnp.asarray(sample_area / sample_area.sum()))
 
 
 def pdf_distance(sample_map, pdf: TargetPDF) -> jnp.ndarray:

@@ -65,13 +65,15 @@ class FrameRenderer:
         panels: samples shown; ``show_target``, ``show_loss``: extra panels.
         width: frame width, pixels; ``cmap``: matplotlib colour map; ``nside``: HEALPix grid of
             the maps (0: :func:`auto_nside`); ``title``: text above the maps.
+        mask: the target's mask (HEALPix, any nside): its masked pixels are left blank in the
+            target panel; with ``constrained`` the samples are drawn completed (:meth:`draw`).
     """
 
     dpi = 100
 
     def __init__(self, target_flm, *, steps: int, panels: int = 3, show_target: bool = True,
                  show_loss: bool = True, width: int = 720, cmap: str = "inferno", nside: int = 0,
-                 title: str = ""):
+                 title: str = "", mask=None, constrained: bool = False):
         import healpy as hp  # noqa: F401  (fail early if missing)
 
         target_flm = np.asarray(target_flm)
@@ -82,7 +84,15 @@ class FrameRenderer:
         self.show_loss = show_loss
         self.title = title
         target_map = harmonics.to_map(target_flm, "healpix", nside=self.nside)
-        self.vmin, self.vmax = np.percentile(target_map, [0.5, 99.5])
+        self.completion = None
+        if mask is not None:
+            from .targets.masks import to_nside
+
+            weight = to_nside(np.asarray(mask, float), self.nside)
+            if constrained:
+                self.completion = (weight, target_map)
+            target_map = np.where(weight > 0.5, target_map, np.nan)
+        self.vmin, self.vmax = np.nanpercentile(target_map, [0.5, 99.5])
 
         n_maps = self.panels + bool(show_target)
         ncols = min(n_maps, 2 if n_maps == 4 else 3)
@@ -132,14 +142,18 @@ class FrameRenderer:
     def draw(self, step: int, samples_flm, history, path) -> Path:
         """Draw the frame of ``step`` and write it to ``path`` (PNG, atomically).
 
-        ``samples_flm``: ``(count, L, 2L-1)`` (the first ``panels`` are shown);
-        ``history``: mean loss before each step so far, ``(step + 1,)``.
+        ``samples_flm``: ``(count, L, 2L-1)`` (the first ``panels`` are shown; with
+        ``constrained``, the free fields: the frame shows the target where the mask is 1 and
+        them where it is 0); ``history``: mean loss before each step so far, ``(step + 1,)``.
         """
         import healpy as hp
 
         samples_flm = np.asarray(samples_flm)
         for image, flm in zip(self.images, samples_flm):
             m = hp.alm2map(harmonics.to_healpy_alm(flm), self.nside, lmax=self.L - 1)
+            if self.completion is not None:
+                weight, target = self.completion
+                m = weight * target + (1 - weight) * m
             image.set_data(_project(m, self.pixels))
         history = np.asarray(history, dtype=float)
         loss = history[-1]

@@ -99,12 +99,14 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
         renderer = FrameRenderer(target.flm, steps=sy.steps, panels=min(rd.panels, sy.count),
                                  show_target=rd.show_target, show_loss=rd.show_loss,
                                  width=rd.width, cmap=rd.cmap, nside=rd.nside,
-                                 title=exp.experiment.name)
+                                 title=exp.experiment.name, mask=target.mask_map,
+                                 constrained=sy.constrained)
     last_drawn = [-1]
 
     def callback(p: engine.Progress):
         if renderer is not None and (p.step % rd.every == 0 or p.step >= sy.steps):
-            frames.append(renderer.draw(p.step, p.samples()[:rd.panels], p.history,
+            shown = p.free() if sy.constrained else p.samples()
+            frames.append(renderer.draw(p.step, shown[:rd.panels], p.history,
                                         frames_dir / f"frame_{len(frames):05d}.png"))
             last_drawn[0] = p.step
         return False
@@ -131,7 +133,8 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
                "synthesis_time_s": round(result.wall_time, 3)}
     try:
         if renderer is not None and last_drawn[0] != result.steps and not partial:
-            frames.append(renderer.draw(result.steps, result.samples[:rd.panels], result.history,
+            shown = result.free if sy.constrained else result.samples
+            frames.append(renderer.draw(result.steps, shown[:rd.panels], result.history,
                                         frames_dir / f"frame_{len(frames):05d}.png"))
         data = report.compute(target.flm, result.samples, op=op if rp.enabled else None,
                               nside=rp.nside, thresholds=rp.thresholds, bins=rp.bins,
