@@ -23,8 +23,6 @@ agree wherever a pixel is not cut by the edge.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 DRAWN = ("band", "cap")
@@ -97,30 +95,11 @@ def check(mask: np.ndarray, name: str = "target.mask") -> np.ndarray:
 
 def read(path, *, field: int = 0, name: str = "target.mask") -> np.ndarray:
     """A mask file (FITS or 1D ``.npy``, any ``nside``) as a checked HEALPix map (RING)."""
-    from .files import _is_fits, _load_npy
+    from .files import read_healpix
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{name}: file {str(path)!r} does not exist")
-    try:
-        if _is_fits(path):
-            import healpy as hp
-
-            try:
-                data = hp.read_map(str(path), field=field, dtype=np.float64)
-            except IndexError:
-                raise ValueError(f"has no column field={field}") from None
-            except Exception as err:  # noqa: BLE001 - healpy and astropy raise many types
-                raise ValueError(f"not a HEALPix map FITS file ({type(err).__name__}: "
-                                 f"{err})") from None
-        elif path.suffix.lower() == ".npy":
-            data = _load_npy(path)
-        else:
-            raise ValueError("unknown file type (expected .npy or .fits)")
-    except ValueError as err:
-        raise ValueError(f"{name}: {path}: {err}") from None
-    except OSError as err:
-        raise ValueError(f"{name}: {path}: cannot read: {err}") from None
+    data = read_healpix(path, format="healpix", field=field, name=name)
+    if data is None:
+        raise ValueError(f"{name}: {path}: a mask must be real, got complex values")
     return check(data, f"{name}: {path}")
 
 
