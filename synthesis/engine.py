@@ -10,10 +10,14 @@ spread the default per-entry weights); with a ``mask`` the target's statistics a
 its observed sky (``op.scatter(..., mask=)``) and the samples' over the full sky, so the
 samples are full-sky fields whose statistics match the observed sky's. With ``constrained``
 the samples are the target where observed and the free field in the masked region
-(:func:`synthesis.params.complete`): inpainting. The optax optimiser minimises the batch's
-total loss ``sum_i loss_i`` (:mod:`synthesis.optim`: Adam then moves every sample exactly as
-alone; L-BFGS shares its line search and curvature pairs across the batch). The reported loss
-is the mean over the batch, ``sum_i loss_i / count``.
+(:func:`synthesis.params.complete`), each completed map's full-sky statistics matched to its
+own observed-sky statistics: inpainting. With ``second_flm`` the samples are pairs
+(``x (count, 2, 2, L, L)``); the loss adds the second field's terms and the pair's cross
+statistics.
+
+The optax optimiser minimises the batch's total loss ``sum_i loss_i`` (:mod:`synthesis.optim`:
+Adam then moves every sample exactly as alone; L-BFGS shares its line search and curvature
+pairs across the batch). The reported loss is the mean over the batch, ``sum_i loss_i / count``.
 
 Execution: ``chunk`` optimisation steps run inside one compiled function (``lax.scan``),
 compiled once per run and called repeatedly (the operator ``op`` and the target statistics are
@@ -298,8 +302,9 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
             scale by ``apodisation`` (:mod:`s2scat_core.masks`); the samples are full-sky.
         constrained: (with ``mask``, one target) inpainting: each sample is the target where
             the mask is 1 and the free field where it is 0 (blended between),
-            :func:`synthesis.params.complete`; its full-sky statistics match the target's
-            observed-sky ones.
+            :func:`synthesis.params.complete`; the loss matches its full-sky statistics to its
+            own observed-sky ones (which read the synthesised region near the edges, never the
+            target's fill), and the pixel-PDF term is taken over the masked region.
         pdf_weight: weight of the pixel-PDF term (``W2^2`` to the target's pixel values, in
             units of its variance, :func:`synthesis.loss.pdf_distance`); 0: none.
         entry_weights: ``"auto"`` (``1/sigma^2`` from an ensemble of >= 3 targets, else 1) or
@@ -385,8 +390,9 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
         norm_g = op.norm(g, mask=prepared)
         power_g = params.power_spectrum(g)
         scale_g = params.scales_from_power(power_g, precondition)
-        pdf_g = (loss_terms.target_pdf(np.asarray(op.to_map(g)), s2scat_core.transforms.gl_weights(L),
-                                       observed) if pdf_weight > 0 else None)
+        area = s2scat_core.transforms.gl_weights(L)
+        pdf_g = (loss_terms.target_pdf(np.asarray(op.to_map(g)), area, observed)
+                 if pdf_weight > 0 else None)
         cw = np.asarray(w)[[1, 3, 4, 4, 5]] * float(cross_weight)
         pair = _Second(norm_g, tuple(op.scatter(g, norm=norm_g, mask=prepared)),
                        jnp.asarray(scale_g), pdf_g,

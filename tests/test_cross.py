@@ -76,7 +76,8 @@ def test_cross_gradients_and_errors():
     with pytest.raises(ValueError, match="norm must be None or a pair"):
         op.cross(f, g, norm=op.norm(f))
     with pytest.raises(ValueError, match="reality=True"):
-        s2scat_core.build(L, 2, reality=False).cross(np.zeros((L, 2 * L - 1)), np.zeros((L, 2 * L - 1)))
+        zero = np.zeros((L, 2 * L - 1))
+        s2scat_core.build(L, 2, reality=False).cross(zero, zero)
 
 
 def test_joint_synthesis_reproduces_the_pairs_correlation():
