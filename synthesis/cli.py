@@ -1,7 +1,8 @@
 """The ``s2scat-synth`` command (also ``python -m synthesis``).
 
     s2scat-synth run [CONFIG] [--out DIR] [--set key=value ...] [--quiet] [--gif PATH]
-    s2scat-synth encode FILES... --out stats.npz [--isotropic] [--L 64] [--N 3] [--J-min 0] ...
+    s2scat-synth encode FILES... --out stats.npz [--isotropic] [--L 64] [--N 3] [--J-min 0]
+                        [--mask MASK.fits] ...
     s2scat-synth generate [CONFIG] --out map.fits [--set ...]   the demo target as a map
     s2scat-synth list                       shipped experiments
     s2scat-synth show [CONFIG] [--set ...]  the resolved experiment as TOML
@@ -62,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="normalise by each input's own power (self), the first input's, or not")
     e.add_argument("--standardise", action="store_true", help="zero mean, unit variance first")
     e.add_argument("--mode", default="auto", help="transform backend (default auto)")
+    e.add_argument("--mask", help="mask file (HEALPix FITS/.npy, any nside, [0, 1]): statistics "
+                   "over each map's observed sky")
+    e.add_argument("--apodisation", type=float, default=None,
+                   help="with --mask: erosion at scale j, sigma = apodisation * 180/2^j deg "
+                   "(default 1)")
 
     g = sub.add_parser("generate", help="write an experiment's demo target as a HEALPix map")
     g.add_argument("config", nargs="?", help="experiment whose [target] is generated (default "
@@ -114,7 +120,8 @@ def _encode(args) -> int:
                           isotropic=args.isotropic, delta_j=args.delta_j,
                           same_scale=args.same_scale, format=args.format,
                           field=args.field, norm=args.norm, mode=args.mode,
-                          standardise=args.standardise)
+                          standardise=args.standardise, mask=args.mask,
+                          apodisation=args.apodisation)
     path = encode.write(table, args.out)
     n, d = table["covariances"].shape
     print(f"wrote {path}: {n} input(s) x {d} statistics")

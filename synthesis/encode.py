@@ -3,7 +3,8 @@ r"""Compression: the scattering covariances of many fields as rows of one table.
 ``encode(paths, L=..., N=...)`` reads every file (:func:`synthesis.targets.read_coefficients`),
 stacks the coefficients ``(n, L, 2L-1)`` and computes their statistics with **one** batched
 ``op.scatter`` call. Each row is ``[mean, var, S1..., S2..., S3..., S4...]`` (S2SCAT 0.0.3's
-order and flattening); the label arrays say what each column is.
+order and flattening); the label arrays say what each column is. With a mask file every
+input's statistics are taken over its observed sky (``op.scatter(..., mask=)``).
 
 Normalisation (``norm``): ``"self"`` (default) divides each field's S1-S4 by its own power per
 scale and direction (``op.norm`` of that field, S2SCAT's convention: S2 becomes 1 and the rest
@@ -46,10 +47,31 @@ def column_labels(op) -> dict[str, np.ndarray]:
     return out
 
 
+def _masked_inputs(paths, L, mask, format, field, standardise):
+    """The inputs seen through a mask file: ``(flms, mask on the GL grid of L)``."""
+    import healpy as hp
+
+    from .targets import files, masked_coefficients, masks, standardise_observed
+
+    mask_map = masks.read(mask, name="--mask")
+    flms = []
+    for p in paths:
+        raw = files.read_healpix(p, format=format, field=field, name="input")
+        if raw is None:
+            raise ValueError(f"input: {p}: --mask needs HEALPix maps (a coefficient file or "
+                             f"MW/GL grid cannot be masked pixel by pixel)")
+        nside = hp.npix2nside(raw.size)
+        flm, weight = masked_coefficients(raw, masks.to_nside(mask_map, nside), L,
+                                          f"input: {p}", key="--mask")
+        flms.append(standardise_observed(flm, weight) if standardise else flm)
+    return np.stack(flms), masks.on_gl_grid(mask_map, L)
+
+
 def encode(paths, *, L: int = 64, N: int = 3, J_min: int = 0, isotropic: bool = False,
            delta_j: int | None = None, same_scale: bool = False, format: str = "auto",
            field: int = 0, norm: str = "self", mode: str = "auto",
-           standardise: bool = False) -> dict[str, np.ndarray]:
+           standardise: bool = False, mask=None,
+           apodisation: float | None = None) -> dict[str, np.ndarray]:
     """Covariance table of the fields in ``paths``: ``covariances (n, D)`` plus labels.
 
     Args:
@@ -58,25 +80,41 @@ def encode(paths, *, L: int = 64, N: int = 3, J_min: int = 0, isotropic: bool = 
             (:func:`s2scat_core.build`; S2SCAT 0.0.3's by default).
         format, field: how to read the files.
         norm: ``"self"``, ``"first"`` or ``"none"`` (module doc).
-        standardise: zero mean and unit variance first (as synthesis targets).
+        standardise: zero mean and unit variance first (as synthesis targets; over the
+            observed sky with ``mask``).
+        mask: a mask file (HEALPix FITS or 1D ``.npy``, any nside, values in ``[0, 1]``): the
+            statistics of every input over its observed sky (``op.scatter(..., mask=)``,
+            eroded per scale by ``apodisation``); the inputs must be HEALPix maps, whose
+            unseen pixels must be masked.
     """
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError("encode needs at least one input file")
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
-    flms = np.stack([read_coefficients(p, L, format=format, field=field, name="input")
-                     for p in paths])
-    if standardise:
-        flms = _standardise(flms)
+    grid = None
+    if mask is not None:
+        flms, grid = _masked_inputs(paths, L, mask, format, field, standardise)
+    else:
+        flms = np.stack([read_coefficients(p, L, format=format, field=field, name="input")
+                         for p in paths])
+        if standardise:
+            flms = _standardise(flms)
     op = s2scat_core.build(L, N, J_min, mode=resolve_mode(mode, L), isotropic=isotropic,
                            delta_j=delta_j, same_scale=same_scale)
-    scale = None if norm == "none" else op.norm(flms if norm == "self" else flms[0])
-    cov = op.scatter(flms, norm=scale)
+    prepared = None
+    if grid is not None:
+        try:
+            prepared = op.mask(grid, apodisation)
+        except ValueError as err:
+            raise ValueError(f"--mask: {err}") from None
+    scale = None if norm == "none" else op.norm(flms if norm == "self" else flms[0],
+                                                mask=prepared)
+    cov = op.scatter(flms, norm=scale, mask=prepared)
     table = np.concatenate([np.asarray(c).reshape(len(paths), -1) for c in cov], axis=1)
     out = {"covariances": table, "files": np.array(paths), "L": L, "N": N, "J_min": J_min,
            "isotropic": isotropic, "same_scale": same_scale, "norm": norm, "mode": op.config.mode,
-           "statistics": np.array(STATISTICS)}
+           "statistics": np.array(STATISTICS), "mask": "" if mask is None else str(mask)}
     out.update(column_labels(op))
     return out
 

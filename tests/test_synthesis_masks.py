@@ -228,3 +228,32 @@ def test_bad_mask_argument_to_the_engine():
     with pytest.raises(ValueError, match="constrained synthesis completes one target"):
         engine.synthesize(np.stack([t, t]), L=L, N=3, J_min=2, mask=np.ones((L, 2 * L - 1)),
                           constrained=True, steps=1)
+
+
+def test_a_masked_fits_map_and_mask_file_give_inpainted_mocks_from_one_toml(tmp_path, capsys):
+    """The user's path: a HEALPix FITS map with UNSEEN masked pixels, its FITS mask, one TOML."""
+    m = demo.lognormal_map(16, seed=6)  # nside 32
+    cut = masks.draw_healpix("cap", 32, lat=30.0, radius=120.0)
+    hp.write_map(str(tmp_path / "sky.fits"), np.where(cut > 0, m, hp.UNSEEN), overwrite=True)
+    hp.write_map(str(tmp_path / "sky_mask.fits"), cut, overwrite=True)
+    (tmp_path / "mine.toml").write_text(
+        '[target]\nsource = "file"\npath = "sky.fits"\nmask = "sky_mask.fits"\n'
+        "[statistics]\nL = 16\nJ_min = 2\n"
+        "[synthesis]\nconstrained = true\ncount = 2\nsteps = 10\nchunk = 5\n"
+        "[render]\nevery = 5\n[report]\nthresholds = 9\n")
+    assert main(["run", str(tmp_path / "mine.toml"), "--out", str(tmp_path / "out"),
+                 "--quiet"]) == 0
+    d = np.load(tmp_path / "out" / "samples.npz")
+    seen = d["mask_map"] == 1
+    assert np.array_equal(d["sample_maps"][:, seen], np.broadcast_to(d["target_map"][seen],
+                                                                     (2, seen.sum())))
+    for name in ("report.png", "synthesis.gif", "metrics.json"):
+        assert (tmp_path / "out" / name).is_file()
+    # the same map and mask encoded: statistics over the observed sky, one row
+    assert main(["encode", str(tmp_path / "sky.fits"), "--mask", str(tmp_path / "sky_mask.fits"),
+                 "--L", "16", "--J-min", "2", "--out", str(tmp_path / "stats.npz")]) == 0
+    table = np.load(tmp_path / "stats.npz")
+    assert table["covariances"].shape[0] == 1 and np.all(np.isfinite(table["covariances"]))
+    assert main(["encode", str(tmp_path / "sky.fits"), "--L", "16",
+                 "--out", str(tmp_path / "bad.npz")]) == 2  # unseen pixels and no mask
+    assert "unseen" in capsys.readouterr().err

@@ -33,8 +33,8 @@ from s2scat_core import harmonics
 from . import demo, files, masks
 from .files import read_coefficients
 
-__all__ = ["TargetField", "demo", "demo_map", "files", "load", "masks", "read_coefficients",
-           "standardise", "standardise_observed", "write_map"]
+__all__ = ["TargetField", "demo", "demo_map", "files", "load", "masked_coefficients", "masks",
+           "read_coefficients", "standardise", "standardise_observed", "write_map"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,16 +148,28 @@ def _masked_member(target, L, path=None, seed=None, key="target"):
     raw, name = _member_map(target, L, path, seed, key)
     nside = hp.npix2nside(raw.size)
     mask_map, mask_gl = _mask_maps(target, nside, L)
+    flm, mask_map = masked_coefficients(raw, mask_map, L, name)
+    return flm, mask_map, mask_gl
+
+
+def masked_coefficients(raw, mask_map, L: int, name: str = "map", key: str = "target.mask"):
+    """``(flm (L, 2L-1), mask)`` of a HEALPix map seen through a mask of its nside: unseen or
+    non-finite pixels must be masked (error naming ``name`` where the mask is 1; where a finer
+    mask only partly masks them they count as masked, the returned mask 0 there); the masked
+    region is filled with the observed (mask-weighted) mean, then ``map2alm`` to ``l < L``."""
+    import healpy as hp
+
     bad = ~np.isfinite(raw) | (raw == hp.UNSEEN)
     if np.any(bad & (mask_map >= 1)):
         raise ValueError(f"{name}: {int(np.sum(bad & (mask_map >= 1)))} unseen or non-finite "
-                         f"pixel(s) where target.mask is 1 (observed); mask them or fill them")
-    mask_map = np.where(bad, 0.0, mask_map)  # partly observed by a finer mask, but no data
+                         f"pixel(s) where {key} is 1 (observed); mask them or fill them")
+    mask_map = np.where(bad, 0.0, mask_map)
+    if not np.any(mask_map > 0):
+        raise ValueError(f"{name}: no observed pixel with data under {key}")
     values = np.where(bad, 0.0, raw)
     mean = float(np.sum(mask_map * values) / np.sum(mask_map))
     filled = mask_map * values + (1 - mask_map) * mean
-    flm = harmonics.from_map(filled, L, "healpix")
-    return flm, mask_map, mask_gl
+    return harmonics.from_map(filled, L, "healpix"), mask_map
 
 
 def _sources(target):
