@@ -1,6 +1,8 @@
 """Real skies in the application: mask files and drawn masks, masked and constrained runs
 (inpainting), ensembles, the pixel-PDF term; bad input ends in one line naming the key."""
 
+import json
+
 import healpy as hp
 import jax.numpy as jnp
 import numpy as np
@@ -243,6 +245,10 @@ def test_a_masked_fits_map_and_mask_file_give_inpainted_mocks_from_one_toml(tmp_
         "[render]\nevery = 5\n[report]\nthresholds = 9\n")
     assert main(["run", str(tmp_path / "mine.toml"), "--out", str(tmp_path / "out"),
                  "--quiet"]) == 0
+    summary = capsys.readouterr().out  # the criterion's skewness: the completed maps'
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["pdf"]
+    assert (f"skewness error {metrics['skewness_completed_rel_error']:.1%} (completed maps; "
+            f"masked region {metrics['skewness_rel_error']:.1%})") in summary
     d = np.load(tmp_path / "out" / "samples.npz")
     seen = d["mask_map"] == 1
     assert np.array_equal(d["sample_maps"][:, seen], np.broadcast_to(d["target_map"][seen],
