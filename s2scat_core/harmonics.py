@@ -14,12 +14,24 @@ healpy's (HEALPix).
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
 from ._checks import check_choice, check_int
-from .transforms.base import expand_half
 
 SAMPLINGS = ("mw", "gl", "healpix")
+
+
+def expand_half(alm_half):
+    """``m >= 0`` half ``(..., L, L)`` -> full ``(..., L, 2L-1)`` by ``f_{l,-m} = (-1)^m conj(f_lm)``.
+
+    NumPy in, NumPy out; anything else (JAX arrays, tracers) goes through ``jax.numpy``.
+    """
+    xp = np if isinstance(alm_half, np.ndarray) else jnp
+    L = alm_half.shape[-1]
+    signs = np.where(np.arange(1, L) % 2, -1.0, 1.0).astype(alm_half.real.dtype)
+    negative = xp.flip(xp.conj(alm_half[..., 1:]) * signs, axis=-1)
+    return xp.concatenate([negative, alm_half], axis=-1)
 
 
 def full_from_half(flm_half):

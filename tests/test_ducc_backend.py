@@ -20,9 +20,9 @@ SPINS = [0, 1, -1, 2, -2, 3, -3]
 @pytest.fixture(params=["tables", "per-map"])
 def legendre_path(request, monkeypatch):
     """Run a test through both Legendre paths: tables (``L <= TABLE_MAX``) and ducc0 calls."""
-    from s2scat_core.transforms import ducc
+    from s2scat_core.transforms.ducc import legendre
 
-    monkeypatch.setattr(ducc, "TABLE_MAX", 32 if request.param == "tables" else 0)
+    monkeypatch.setattr(legendre, "TABLE_MAX", 32 if request.param == "tables" else 0)
     return request.param
 
 
@@ -65,7 +65,7 @@ def vjp_against(fn, x, seed=1):
 # ---------------------------------------------------------------------------- the transforms
 @pytest.mark.parametrize("L", [7, 16, 33])
 def test_ducc_grid_is_the_gl_grid(L):
-    from s2scat_core.transforms.ducc import _grid
+    from s2scat_core.transforms.ducc.legendre import _grid
 
     kw, weights = _grid(L)
     np.testing.assert_allclose(kw["theta"], transforms.gl_thetas(L), rtol=0, atol=1e-14)
@@ -141,7 +141,7 @@ def test_transforms_under_jit_and_vmap_and_float32():
 @pytest.mark.parametrize("spin, grad_only", [(0, False), (1, False), (2, False), (1, True), (3, True)])
 def test_legendre_tables_equal_ducc_calls(spin, grad_only, monkeypatch):
     """The tabulated small-L Legendre step and its adjoint equal one ducc0 call per map."""
-    from s2scat_core.transforms import ducc
+    from s2scat_core.transforms.ducc import legendre
 
     L, rng = 12, np.random.default_rng(spin)
     n_in, n_out = (1 if spin == 0 or grad_only else 2), (2 if spin else 1)
@@ -149,9 +149,9 @@ def test_legendre_tables_equal_ducc_calls(spin, grad_only, monkeypatch):
     leg = rng.standard_normal((3, n_out, L, L)) + 1j * rng.standard_normal((3, n_out, L, L))
     out = {}
     for table_max in (32, 0):
-        monkeypatch.setattr(ducc, "TABLE_MAX", table_max)
-        out[table_max] = (ducc._alm2leg(alm, spin, grad_only=grad_only),
-                          ducc._leg2alm(leg.copy(), spin, grad_only=grad_only))
+        monkeypatch.setattr(legendre, "TABLE_MAX", table_max)
+        out[table_max] = (legendre._alm2leg(alm, spin, grad_only=grad_only),
+                          legendre._leg2alm(leg.copy(), spin, grad_only=grad_only))
     for tabulated, called in zip(out[32], out[0]):
         assert tabulated.shape == called.shape
         assert rel_err(tabulated, called) < 1e-13
@@ -161,7 +161,7 @@ def test_legendre_tables_equal_ducc_calls(spin, grad_only, monkeypatch):
 def test_m_blocks_on_the_pool_equal_one_ducc_call(spin, grad_only, monkeypatch):
     """From ``SPLIT_FROM`` rings each map's transform is cut into ``m`` blocks run on the host
     workers; forward and adjoint equal one whole-range ducc0 call per map."""
-    from s2scat_core.transforms import ducc
+    from s2scat_core.transforms.ducc import legendre
 
     L, rng = 40, np.random.default_rng(7)
     n_in, n_out = (1 if spin == 0 or grad_only else 2), (2 if spin else 1)
@@ -169,37 +169,37 @@ def test_m_blocks_on_the_pool_equal_one_ducc_call(spin, grad_only, monkeypatch):
     leg = rng.standard_normal((3, n_out, L, L)) + 1j * rng.standard_normal((3, n_out, L, L))
     out = {}
     for split_from in (L, 10**6):
-        monkeypatch.setattr(ducc, "SPLIT_FROM", split_from)
-        ducc._blocks.cache_clear()
-        blocks = ducc._blocks(L, L)
-        assert len(blocks) == (min(ducc._NTHREADS, L) if split_from == L else 1)
+        monkeypatch.setattr(legendre, "SPLIT_FROM", split_from)
+        legendre._blocks.cache_clear()
+        blocks = legendre._blocks(L, L)
+        assert len(blocks) == (min(legendre._NTHREADS, L) if split_from == L else 1)
         covered = np.concatenate([np.arange(L)[m] for m, _ in blocks])
         assert np.array_equal(covered, np.arange(L))
-        out[split_from] = (ducc._alm2leg(alm, spin, grad_only=grad_only),
-                           ducc._leg2alm(leg.copy(), spin, grad_only=grad_only))
-    ducc._blocks.cache_clear()
+        out[split_from] = (legendre._alm2leg(alm, spin, grad_only=grad_only),
+                           legendre._leg2alm(leg.copy(), spin, grad_only=grad_only))
+    legendre._blocks.cache_clear()
     for split, whole in zip(out[L], out[10**6]):
         assert rel_err(split, whole) < 1e-14
 
 
 def test_host_pool_products_and_passes_equal_numpy():
-    from s2scat_core.transforms import _host_threads
+    from s2scat_core.transforms.ducc import host_threads
 
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((5, 4)), rng.standard_normal((4, 200_000))  # split from 4 MB
     out = np.empty((5, 200_000))
-    assert np.allclose(_host_threads.matmul_columns(a, b, out), a @ b, rtol=1e-13, atol=1e-12)
+    assert np.allclose(host_threads.matmul_columns(a, b, out), a @ b, rtol=1e-13, atol=1e-12)
     x = rng.standard_normal((6, 300, 400))
     y = x.copy()
-    _host_threads.by_rows(lambda o: np.abs(o, out=o), y)
+    host_threads.by_rows(lambda o: np.abs(o, out=o), y)
     assert np.array_equal(y, np.abs(x))
-    assert _host_threads.run([lambda i=i: i * i for i in range(7)]) == [i * i for i in range(7)]
+    assert host_threads.run([lambda i=i: i * i for i in range(7)]) == [i * i for i in range(7)]
 
 
 def test_calls_launched_in_batches_all_run_and_their_errors_surface():
-    """``ducc._Calls``: calls launched on the pool in several batches (the workers of the
+    """``schedule._Calls``: calls launched on the pool in several batches (the workers of the
     first done before the second) all run once; an error in one is raised by ``run``."""
-    from s2scat_core.transforms import ducc
+    from s2scat_core.transforms.ducc import schedule
 
     ran = []
 
@@ -212,7 +212,7 @@ def test_calls_launched_in_batches_all_run_and_their_errors_surface():
         return [functools.partial(call, i, theta=np.zeros(4), mval=np.arange(4, dtype=np.uintp),
                                   lmax=3, spin=0) for i in ids]
 
-    calls = ducc._Calls()
+    calls = schedule._Calls()
     calls += calls_of(range(3))
     calls.launch()
     for worker in calls._workers:
@@ -229,25 +229,25 @@ def test_calls_launched_in_batches_all_run_and_their_errors_surface():
 
 
 def test_lockstep_shared_out_gives_the_results_of_the_sequential_one():
-    """``ducc._lockstep`` with ``sizes``: the first ``k`` generators advance side by side on the
+    """``schedule._lockstep`` with ``sizes``: the first ``k`` generators advance side by side on the
     calling thread and the pool (each round, in groups of about equal size), the rest in the
     calling thread; every generator sees its rounds in order and the results are those of the
     sequential lockstep. A ``run`` inside a shared task runs inline (its cores are busy)."""
     import threading
 
-    from s2scat_core.transforms import _host_threads, ducc
+    from s2scat_core.transforms.ducc import host_threads, schedule
 
     def kernel(i, rounds, seen):
         for r in range(rounds):
-            seen.append((i, r, threading.get_ident(), _host_threads.cores()))
-            assert _host_threads.run([lambda: i, lambda: -i]) == [i, -i]
+            seen.append((i, r, threading.get_ident(), host_threads.cores()))
+            assert host_threads.run([lambda: i, lambda: -i]) == [i, -i]
             yield
         return i * 10 + rounds
 
     def drive(sizes):
         seen = []
         gens = [kernel(i, rounds, seen) for i, rounds in enumerate([2, 3, 1, 2, 0])]
-        lock = ducc._lockstep(gens, launch=(3, ducc._Calls()), sizes=sizes)
+        lock = schedule._lockstep(gens, launch=(3, schedule._Calls()), sizes=sizes)
         yields = 0
         while True:
             try:
@@ -262,36 +262,36 @@ def test_lockstep_shared_out_gives_the_results_of_the_sequential_one():
     for i in range(5):
         assert [r for j, r, _, _ in shared_seen if j == i] == [r for j, r, _, _ in seen if j == i]
     threads = {t for i, _, t, _ in shared_seen if i < 3}
-    assert threads <= {threading.get_ident()} | {t.ident for t in _host_threads.pool()._threads}
-    if _host_threads.THREADS > 1:
+    assert threads <= {threading.get_ident()} | {t.ident for t in host_threads.pool()._threads}
+    if host_threads.THREADS > 1:
         assert threading.get_ident() in threads and len(threads) > 1
         assert all(c == 1 for i, _, _, c in shared_seen if i < 3)
-    groups = ducc._share([0, 1, 2, 3], [5, 1, 4, 9])
-    assert sorted(sum(groups, [])) == [0, 1, 2, 3] and len(groups) == min(_host_threads.THREADS, 4)
-    if _host_threads.THREADS == 2:
+    groups = schedule._share([0, 1, 2, 3], [5, 1, 4, 9])
+    assert sorted(sum(groups, [])) == [0, 1, 2, 3] and len(groups) == min(host_threads.THREADS, 4)
+    if host_threads.THREADS == 2:
         assert groups == [[3, 1], [0, 2]]  # loads 10 and 9
 
 
 def test_host_pool_starts_all_its_workers_and_runs_tasks_side_by_side():
-    """``_host_threads.pool()`` has ``THREADS - 1`` live workers from the start (the calling
+    """``host_threads.pool()`` has ``THREADS - 1`` live workers from the start (the calling
     thread is the last), and ``run`` runs its tasks at the same time: with two cores, each of
     two tasks waits for the other."""
     import threading
 
-    from s2scat_core.transforms import _host_threads
+    from s2scat_core.transforms.ducc import host_threads
 
-    pool = _host_threads.pool()
-    assert len(pool._threads) == max(1, _host_threads.THREADS - 1)
-    if _host_threads.THREADS > 1:
+    pool = host_threads.pool()
+    assert len(pool._threads) == max(1, host_threads.THREADS - 1)
+    if host_threads.THREADS > 1:
         both = threading.Barrier(2, timeout=10)
         # BrokenBarrierError unless the two run at once
-        assert sorted(_host_threads.run([both.wait, both.wait])) == [0, 1]
+        assert sorted(host_threads.run([both.wait, both.wait])) == [0, 1]
 
 
 def _pool_squares():
-    from s2scat_core.transforms import _host_threads
+    from s2scat_core.transforms.ducc import host_threads
 
-    return _host_threads.run([lambda i=i: i * i for i in range(4)])
+    return host_threads.run([lambda i=i: i * i for i in range(4)])
 
 
 def test_host_pool_works_in_a_forked_child():
@@ -478,14 +478,14 @@ def test_reverse_mode_gradients(reality, normalised, legendre_path):
 
 
 def test_vjp_without_the_rows_kept_on_the_host_computes_them_again(monkeypatch):
-    """The VJP reads the rows its forward pass left on the host (``ducc._Kept``); once they are
+    """The VJP reads the rows its forward pass left on the host (``kept._Kept``); once they are
     gone (the VJP run a second time, or more forward passes in between than are kept) it
     computes the forward pass again from its inputs: the same cotangent either way."""
-    from s2scat_core.transforms import ducc
+    from s2scat_core.transforms.ducc import kept
 
     found = []
-    take = ducc._KEPT.take
-    monkeypatch.setattr(ducc._KEPT, "take", lambda ticket: found.append(take(ticket)) or found[-1])
+    take = kept._KEPT.take
+    monkeypatch.setattr(kept._KEPT, "take", lambda ticket: found.append(take(ticket)) or found[-1])
     L = 16
     op = operator(L, 3, 0, True, "ducc", False, None)
     f = weighted_sum(op, op.norm(field(L, True, seed=3)))
@@ -493,7 +493,7 @@ def test_vjp_without_the_rows_kept_on_the_host_computes_them_again(monkeypatch):
     _, vjp = jax.vjp(f, x)
     first = vjp(1.0)[0]
     again = vjp(1.0)[0]  # its entry was taken by the first call
-    later = [jax.vjp(f, x)[1] for _ in range(ducc._Kept.KEEP + 1)]
+    later = [jax.vjp(f, x)[1] for _ in range(kept._Kept.KEEP + 1)]
     evicted = later[0](1.0)[0]
     kept = later[-1](1.0)[0]
     assert float(jnp.max(jnp.abs(first))) > 0

@@ -6,7 +6,8 @@ Adding a backend: a module here with a :class:`SphericalTransforms` subclass and
 
 from __future__ import annotations
 
-from .base import SphericalTransforms, expand_half, gl_thetas, gl_weights
+from ..harmonics import expand_half
+from .base import SphericalTransforms, gl_thetas, gl_weights
 from .ducc import DuccTransforms
 from .precompute import PrecomputeTransforms
 from .recursive import RecursiveTransforms

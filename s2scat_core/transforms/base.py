@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .from_spins import real_fourier_from_spins, real_from_spins
+
 
 def gl_thetas(L: int) -> np.ndarray:
     """Colatitudes (radians) of the GL grid at band-limit ``L``, shape ``(L,)``, increasing.
@@ -142,10 +144,8 @@ class SphericalTransforms(abc.ABC):
         ``alm_half (..., Lj, Lj)`` (``f_l0`` real), ``h (Lj, N)`` the scale's harmonic weights
         (:func:`.directional.harmonic_weights`) -> ``(..., 2N-1, Lj, 2Lj-1)`` real. The default
         composes :meth:`synthesis_real` and :meth:`synthesis`
-        (:func:`.directional.real_from_spins`); a backend may fuse the whole scale.
+        (:func:`.from_spins.real_from_spins`); a backend may fuse the whole scale.
         """
-        from .directional import real_from_spins
-
         return real_from_spins(self, alm_half, h, N)
 
     def wavelets_real_fourier(self, alm_half, h, N: int):
@@ -160,10 +160,8 @@ class SphericalTransforms(abc.ABC):
         maps ``sum_tp w_t u_tp v_tp = sum_tmc U[t, m, c] V[t, m, c]``, which is all the
         second-layer statistics need (no FFT back to maps). The default composes
         :meth:`synthesis_real_fourier` and :meth:`synthesis_fourier`
-        (:func:`.directional.real_fourier_from_spins`).
+        (:func:`.from_spins.real_fourier_from_spins`).
         """
-        from .directional import real_fourier_from_spins
-
         pairs = real_fourier_from_spins(self, alm_half, h, N)
         r = ring_weights(jnp.asarray(gl_weights(h.shape[0]), pairs.dtype))
         return tuple(jnp.unstack(pairs * r))  # unstack: its transpose is one concatenation
@@ -251,15 +249,3 @@ def second_layers(backend, moduli, hs, N: int, pairs, fourier: bool):
 def register(cls):
     """Register a backend class as a JAX pytree (tables dynamic, configuration static)."""
     return jax.tree_util.register_pytree_node_class(cls)
-
-
-def expand_half(alm_half):
-    """``m >= 0`` half ``(..., L, L)`` -> full ``(..., L, 2L-1)`` by ``f_{l,-m} = (-1)^m conj(f_lm)``.
-
-    NumPy in, NumPy out; anything else (JAX arrays, tracers) goes through ``jax.numpy``.
-    """
-    xp = np if isinstance(alm_half, np.ndarray) else jnp
-    L = alm_half.shape[-1]
-    signs = np.where(np.arange(1, L) % 2, -1.0, 1.0).astype(alm_half.real.dtype)
-    negative = xp.flip(xp.conj(alm_half[..., 1:]) * signs, axis=-1)
-    return xp.concatenate([negative, alm_half], axis=-1)
