@@ -245,6 +245,15 @@ class Output:
 
 
 @dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    every: int = option(0, "steps", "write the run's state to checkpoint.npz (for s2scat-synth "
+                        "resume) at the first chunk end this many steps after the last write "
+                        "(0: by time, checkpoint.seconds)", minimum=0)
+    seconds: float = option(60.0, "s", "with every = 0: at the first chunk end this long after "
+                            "the last write (and always at the end of the run)", minimum=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class Experiment:
     experiment: ExperimentInfo = section(ExperimentInfo)
     target: Target = section(Target)
@@ -253,6 +262,7 @@ class Experiment:
     render: Render = section(Render)
     report: Report = section(Report)
     output: Output = section(Output)
+    checkpoint: Checkpoint = section(Checkpoint)
 
     # -- convenience ------------------------------------------------------------------------
     def replace(self, **changes) -> "Experiment":
