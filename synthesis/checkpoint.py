@@ -51,7 +51,7 @@ import numpy as np
 
 from .io import atomic_path
 
-__all__ = ["FORMAT", "Saved", "exists", "read", "restore", "snapshot", "write"]
+__all__ = ["FORMAT", "Saved", "read", "restore", "snapshot", "unfinished", "write"]
 
 #: Version of the layout above; a checkpoint of another version is refused with a message.
 FORMAT = 1
@@ -106,9 +106,15 @@ def write(path, saved: Saved) -> Path:
     return Path(path)
 
 
-def exists(path) -> bool:
-    """Whether ``path`` is a file (a checkpoint, maybe)."""
-    return Path(path).is_file()
+def unfinished(path) -> bool:
+    """Whether ``path`` is a readable checkpoint of a run not finished (reads its ``meta``
+    only)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+        return meta.get("format") == FORMAT and meta.get("stopped") not in FINISHED
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return False
 
 
 def read(path) -> Saved:

@@ -143,9 +143,20 @@ def _summary(args, outcome) -> int:
     return 130 if outcome.partial else 0
 
 
+def _output_file(path: str) -> str:
+    """``--out`` of a file: its folder must exist (a typo is not silently created)."""
+    from pathlib import Path
+
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise ValueError(f"--out {path}: folder {str(folder)!r} does not exist")
+    return path
+
+
 def _encode(args) -> int:
     from . import encode
 
+    _output_file(args.out)
     table = encode.encode(args.files, L=args.L, N=args.N, J_min=args.J_min,
                           isotropic=args.isotropic, delta_j=args.delta_j,
                           same_scale=args.same_scale, format=args.format,
@@ -162,9 +173,10 @@ def _generate(args) -> int:
     from . import targets
 
     exp = load_experiment(args.config, args.set)
+    out = _output_file(args.out)
     bandlimit = exp.target.bandlimit or exp.statistics.L
     m = targets.demo_map(exp.target, bandlimit)
-    path = targets.write_map(m, args.out)
+    path = targets.write_map(m, out)
     print(f"wrote {path}: {exp.target.source} field, seed {exp.target.seed}, band-limit "
           f"{bandlimit}, {m.size} HEALPix pixels")
     return 0

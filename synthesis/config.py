@@ -178,7 +178,7 @@ class Weights:
 class Synthesis:
     count: int = option(4, "samples", "number of samples, optimised together as one batch",
                         minimum=1)
-    steps: int = option(600, "steps", "step budget (optimiser iterations)", minimum=0)
+    steps: int = option(600, "steps", "step budget (optimiser iterations)", minimum=1)
     optimizer: str = option("lbfgs", "", "'lbfgs' (optax.lbfgs, zoom line search) or 'adam'",
                             choices=("lbfgs", "adam"))
     learning_rate: float = option(0.05, "", "Adam's initial learning rate, in units of the "

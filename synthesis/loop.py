@@ -200,8 +200,9 @@ def drive(problem, saved: ckpt.Saved | None = None, *, callback=None, progress: 
                 stopped = "tolerance"
             elif not taken.any():
                 break
-            elif plan.due(done_steps - last_saved[0], clock() - last_saved[1]):
-                last_saved = save(None)
+            elif done_steps < steps and plan.due(done_steps - last_saved[0],
+                                                 clock() - last_saved[1]):
+                last_saved = save(None)  # (the end's is written below)
     except KeyboardInterrupt:
         if not per_sample:  # nothing evaluated yet: nothing to return
             raise

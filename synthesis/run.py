@@ -96,7 +96,7 @@ def check_output_dir(out_dir: Path, overwrite: bool = False) -> None:
         return
     if not overwrite:
         hint = (f", continue it with `s2scat-synth resume {out_dir}`"
-                if (out_dir / CHECKPOINT).is_file() else "")
+                if checkpoint.unfinished(out_dir / CHECKPOINT) else "")
         raise ValueError(f"output folder {str(out_dir)!r} already holds files: add --overwrite "
                          f"to replace the run there{hint}, or choose another --out")
     for name in OUTPUTS:
@@ -112,7 +112,6 @@ class _Session:
         st, sy, rd = exp.statistics, exp.synthesis, exp.render
         self.exp, self.out_dir, self.log = exp, out_dir, log
         self.frames_dir = out_dir / "frames"
-        self.frames_dir.mkdir(parents=True, exist_ok=True)
         self.target = target = targets.load(exp.target, st.L)
         self.mode = engine.resolve_mode(st.mode, st.L)
         self.op = s2scat_core.build(st.L, st.N, st.J_min, mode=self.mode,
@@ -158,9 +157,9 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
     t_start = time.perf_counter()
     out_dir = output_dir(exp, out)
     check_output_dir(out_dir, overwrite)
-    (out_dir / "frames").mkdir(parents=True, exist_ok=True)
+    session = _Session(exp, out_dir, log)  # bad input fails here, before anything is written
+    session.frames_dir.mkdir(parents=True, exist_ok=True)
     files = [write_text(out_dir / "config.toml", cfg.to_toml(exp))]
-    session = _Session(exp, out_dir, log)
     st, sy = exp.statistics, exp.synthesis
     if session.target.second is not None:
         log(f"[{exp.experiment.name}] second field: {session.target.second.description}")
@@ -220,6 +219,7 @@ def resume_experiment(out_dir: str | Path, *, progress: bool = True, log=_stderr
     for later in frames[kept:]:  # drawn after the checkpoint: drawn again
         later.unlink()
     session = _Session(exp, out_dir, log, frames[:kept], int(saved.info.get("last_drawn", -1)))
+    session.frames_dir.mkdir(parents=True, exist_ok=True)
     for got, key, mine in ((session.target.fields, "target_flm", "target"),
                            (session.target.second and session.target.second.flm, "second_flm",
                             "target.second")):
