@@ -250,7 +250,8 @@ class Checkpoint:
                         "resume) at the first chunk end this many steps after the last write "
                         "(0: by time, checkpoint.seconds)", minimum=0)
     seconds: float = option(60.0, "s", "with every = 0: at the first chunk end this long after "
-                            "the last write (and always at the end of the run)", minimum=0.0)
+                            "the last write and 20x as long as it took (and always at the end "
+                            "of the run)", minimum=0.0)
 
 
 @dataclasses.dataclass(frozen=True)

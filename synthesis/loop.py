@@ -8,8 +8,10 @@ the carry, history, per-sample losses, timeline and clock are restored and the s
 chunk continues.
 
 Checkpoints (``Plan``): after a chunk, when ``every`` steps or more were taken since the last
-one, or (``every=None``) when the chunk ends ``seconds`` or more after it; at the end (whatever
-stopped the run, Ctrl-C included) and never with a non-finite state.
+one, or (``every=None``) when the chunk ends ``seconds`` or more after it, and at least
+``WRITE_SHARE`` times as long as the last write took (a checkpoint of hundreds of samples takes
+seconds: the writes then stay under 5 % of the run); at the end (whatever stopped the run,
+Ctrl-C included) and never with a non-finite state.
 
 Divergence: a non-finite loss (at the start, or after any step; the chunk itself stops stepping
 at the first) raises :class:`Diverged` naming the step; the checkpoint on disk is the last good
@@ -34,6 +36,8 @@ __all__ = ["Diverged", "Plan", "drive"]
 
 #: Clock of the time-based checkpoint rule (replaceable in tests).
 clock = time.monotonic
+#: By time, checkpoints are at least this many times their last write's duration apart.
+WRITE_SHARE = 20
 
 
 class Diverged(FloatingPointError):
@@ -72,12 +76,13 @@ class Plan:
                             f"{type(info).__name__}")
         return cls(None if path is None else Path(path), every, float(seconds), info)
 
-    def due(self, steps_since: int, seconds_since: float) -> bool:
+    def due(self, steps_since: int, seconds_since: float, write_time: float = 0.0) -> bool:
+        """A checkpoint after this chunk? ``write_time``: how long the last one took."""
         if self.path is None or steps_since <= 0:
             return False
         if self.every is not None:
             return steps_since >= self.every
-        return seconds_since >= self.seconds
+        return seconds_since >= max(self.seconds, WRITE_SHARE * write_time)
 
     @property
     def arguments(self) -> dict:
@@ -137,12 +142,14 @@ def drive(problem, saved: ckpt.Saved | None = None, *, callback=None, progress: 
 
     def save(stopped):
         info = plan.info() if callable(plan.info) else plan.info
+        began = clock()
         ckpt.write(plan.path, ckpt.snapshot(problem, carry, history, per_sample, timeline,
                                             initial=initial, elapsed=now() - start,
                                             stopped=stopped, info=info or {},
                                             plan=plan.arguments))
         written[0] = plan.path
-        return int(carry.step), clock()
+        ended = clock()
+        return int(carry.step), ended, ended - began
 
     def report(step):
         return problem.progress(step, per_sample[-1], history, now() - start, carry, consts)
@@ -157,7 +164,7 @@ def drive(problem, saved: ckpt.Saved | None = None, *, callback=None, progress: 
 
     bar = ProgressBar(steps, label=f"{problem.label} ") if progress else None
     stopped = None
-    last_saved = (int(carry.step), clock())
+    last_saved = (int(carry.step), clock(), 0.0)  # step, time, write time
     try:
         if saved is None:
             # Budget 0: no step runs, only the losses at the start (same compiled function).
@@ -201,7 +208,7 @@ def drive(problem, saved: ckpt.Saved | None = None, *, callback=None, progress: 
             elif not taken.any():
                 break
             elif done_steps < steps and plan.due(done_steps - last_saved[0],
-                                                 clock() - last_saved[1]):
+                                                 clock() - last_saved[1], last_saved[2]):
                 last_saved = save(None)  # (the end's is written below)
     except KeyboardInterrupt:
         if not per_sample:  # nothing evaluated yet: nothing to return

@@ -2,6 +2,7 @@
 through the command line), the checkpoint rules, divergence, output folders, and the
 precompute memory guard."""
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -134,10 +135,18 @@ def test_checkpoint_rules_by_steps_and_by_time(target, tmp_path, monkeypatch):
         engine.synthesize(target, optimizer="adam", checkpoint=path, checkpoint_every=every,
                           checkpoint_seconds=seconds, callback=tick, **KW)
         assert written == [(s, None) for s in expected] + [(20, "steps")], (every, seconds)
+    # a write that takes 30 s: the next one (by time) waits 20 x 30 s
+    monkeypatch.setattr(checkpoint, "write", lambda p, s: (write(p, s), now.__setitem__(
+        0, now[0] + 30.0)))
+    written.clear()
+    engine.synthesize(target, optimizer="adam", checkpoint=path, checkpoint_seconds=0.0,
+                      callback=tick, **KW)
+    assert written == [(5, None), (20, "steps")]
     with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
         engine.synthesize(target, checkpoint=path, checkpoint_every=0, **KW)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy on the NaN maps (ducc)
 def test_divergence_names_the_step_and_keeps_the_last_finite_state(target, tmp_path):
     with pytest.raises(engine.Diverged, match=r"infinite at step 1 .*learning rate") as info:
         engine.synthesize(target, optimizer="adam", learning_rate=1e100, schedule="constant",
@@ -157,7 +166,7 @@ CLI = ["--set", "statistics.L=16", "--set", "statistics.J_min=2", "--set", "stat
        "--set", "render.width=200", "--set", "report.enabled=false", "--quiet"]
 
 
-def test_sigkill_then_resume_ends_as_an_uninterrupted_run(tmp_path, capsys):
+def test_sigkill_then_resume_ends_as_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
     args = [*CLI, "--set", "synthesis.steps=200"]
     ref = tmp_path / "ref"
     (ref / "frames").mkdir(parents=True)
@@ -186,6 +195,18 @@ def test_sigkill_then_resume_ends_as_an_uninterrupted_run(tmp_path, capsys):
     assert main(["run", "--out", str(killed), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"s2scat-synth resume {killed}" in err[0]
+    # what resume refuses: an edited config.toml, a target that no longer reads the same
+    config = (killed / "config.toml").read_text()
+    (killed / "config.toml").write_text(config.replace("count = 2", "count = 3"))
+    assert main(["resume", str(killed)]) == 2
+    assert "config.toml changed after the run started" in capsys.readouterr().err
+    (killed / "config.toml").write_text(config)
+    real_load = run_mod.targets.load
+    with monkeypatch.context() as m:
+        m.setattr(run_mod.targets, "load", lambda t, L: dataclasses.replace(
+            real_load(t, L), flm=standardise(demo.lognormal(L, seed=2))))
+        assert main(["resume", str(killed)]) == 2
+    assert "target as the experiment now reads it differs" in capsys.readouterr().err
     assert main(["resume", str(killed), "--quiet"]) == 0
     with np.load(ref / "samples.npz") as a, np.load(killed / "samples.npz") as b:
         assert np.array_equal(a["sample_flm"], b["sample_flm"])
@@ -207,6 +228,7 @@ def fresh_chunks():
     engine._chunk_function.cache_clear()  # drop the poisoned ones
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_divergence_on_the_command_line_exits_3_and_keeps_the_checkpoint(
         tmp_path, capsys, monkeypatch, fresh_chunks):
     real = optim.make_step
