@@ -210,8 +210,8 @@ def _schema(args) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "resume": _resume, "encode": _encode, "generate": _generate, "list": _list, "show": _show,
-            "schema": _schema}
+COMMANDS = {"run": _run, "resume": _resume, "encode": _encode, "generate": _generate,
+            "list": _list, "show": _show, "schema": _schema}
 
 
 def main(argv=None) -> int:

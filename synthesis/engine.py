@@ -112,8 +112,9 @@ class SynthesisResult:
     ``samples (count, L, 2L-1)``: the fields, s2fft layout. ``history (steps + 1,)``: the mean
     loss of the samples before each step, last entry after the last step. ``sample_losses
     (k, count)`` and ``timeline (k, 2)``: the loss of each sample, and (step, seconds since the
-    start, compilation included), at each chunk boundary; row 0 is the start. ``stopped``:
-    ``"steps"``, ``"tolerance"``, ``"callback"`` or ``"interrupted"``. ``free (count, L, 2L-1)``:
+    start, compilation included; a resumed run's clock goes on), at each chunk boundary; row 0
+    is the start. ``stopped``: ``"steps"``, ``"tolerance"``, ``"callback"``, ``"interrupted"``,
+    or ``"diverged"`` (the last finite chunk, :attr:`Diverged.result`). ``free (count, L, 2L-1)``:
     with ``constrained``, the free fields whose masked region completes the target (``samples``
     are then the completed fields' coefficients, by the GL quadrature), else ``None``.
     ``second (count, L, 2L-1)``: a pair's second fields (``samples`` the first), else ``None``.
@@ -286,8 +287,9 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
                mask=None, apodisation: float | None = None, constrained: bool = False,
                pdf_weight: float = 0.0, entry_weights: str = "auto", second_flm=None,
                cross_weight: float = 1.0, callback: Callable[[Progress], bool | None] | None = None,
-               progress: bool = False, op=None, checkpoint=None, checkpoint_every: int | None = None,
-               checkpoint_seconds: float = 60.0, checkpoint_info=None) -> SynthesisResult:
+               progress: bool = False, op=None, checkpoint=None,
+               checkpoint_every: int | None = None, checkpoint_seconds: float = 60.0,
+               checkpoint_info=None) -> SynthesisResult:
     """Synthesise ``count`` real fields whose scattering covariances match the target's.
 
     Args:
@@ -336,8 +338,9 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
         op: a prebuilt operator for these ``(L, N, J_min, ...)`` (``mode`` is then ignored).
         checkpoint: a file (``.npz``) to which the run's state is written between chunks
             (:mod:`synthesis.checkpoint`): every ``checkpoint_every`` steps, or (``None``)
-            after each chunk that ends ``checkpoint_seconds`` or more after the last write;
-            and at the end. :func:`resume` continues from it.
+            after each chunk that ends ``checkpoint_seconds`` or more after the last write
+            (and 20 times as long as it took); and at the end. :func:`resume` continues
+            from it.
         checkpoint_info: a JSON-able dict (or a function returning one) stored with it.
 
     Returns:

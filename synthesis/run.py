@@ -50,8 +50,8 @@ from . import engine, report, targets
 from .io import write_json, write_npz, write_text
 from .render import FrameRenderer, write_gif
 
-__all__ = ["CHECKPOINT", "RunOutcome", "check_output_dir", "output_dir", "resume_experiment",
-           "run_experiment"]
+__all__ = ["CHECKPOINT", "RunOutcome", "check_output_dir", "clear_outputs", "output_dir",
+           "resume_experiment", "run_experiment"]
 
 #: The checkpoint's name in the output folder.
 CHECKPOINT = "checkpoint.npz"
@@ -87,7 +87,8 @@ def _stderr(msg: str) -> None:
 
 def check_output_dir(out_dir: Path, overwrite: bool = False) -> None:
     """Refuse an output folder that is a file, lies inside one, or already holds files (a run),
-    unless ``overwrite``: then the files a run writes are removed (others are left alone)."""
+    unless ``overwrite`` (:func:`clear_outputs` then clears it, once the run's input is
+    checked)."""
     for path in (out_dir, *out_dir.parents):
         if path.exists() and not path.is_dir():
             where = "is" if path == out_dir else f"lies inside {str(path)!r}, which is"
@@ -99,6 +100,10 @@ def check_output_dir(out_dir: Path, overwrite: bool = False) -> None:
                 if checkpoint.unfinished(out_dir / CHECKPOINT) else "")
         raise ValueError(f"output folder {str(out_dir)!r} already holds files: add --overwrite "
                          f"to replace the run there{hint}, or choose another --out")
+
+
+def clear_outputs(out_dir: Path) -> None:
+    """Remove what a run writes in ``out_dir`` (``--overwrite``); other files stay."""
     for name in OUTPUTS:
         (out_dir / name).unlink(missing_ok=True)
     for old in (out_dir / "frames").glob("frame_*.png"):
@@ -158,6 +163,8 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
     out_dir = output_dir(exp, out)
     check_output_dir(out_dir, overwrite)
     session = _Session(exp, out_dir, log)  # bad input fails here, before anything is written
+    if overwrite:
+        clear_outputs(out_dir)
     session.frames_dir.mkdir(parents=True, exist_ok=True)
     files = [write_text(out_dir / "config.toml", cfg.to_toml(exp))]
     st, sy = exp.statistics, exp.synthesis
@@ -208,25 +215,27 @@ def resume_experiment(out_dir: str | Path, *, progress: bool = True, log=_stderr
                          f"`s2scat-synth run --overwrite`")
     exp = cfg.from_dict(tomllib.loads(text))  # relative paths: from here, as the run read them
     name, steps = exp.experiment.name, exp.synthesis.steps
-    metrics_file = out_dir / "metrics.json"
-    if saved.finished and metrics_file.is_file() and (out_dir / "samples.npz").is_file():
-        if not json.loads(metrics_file.read_text(encoding="utf-8")).get("partial", True):
-            log(f"[{name}] nothing to do: the run finished at step {saved.step} (stopped: "
-                f"{saved.stopped}) and its outputs are in place")
-            return RunOutcome(out_dir, [], json.loads(metrics_file.read_text()), False, None)
+    metrics = _whole_outputs(out_dir)
+    if saved.finished and metrics is not None:
+        log(f"[{name}] nothing to do: the run finished at step {saved.step} (stopped: "
+            f"{saved.stopped}) and its outputs are in place")
+        return RunOutcome(out_dir, [], metrics, False, None)
     kept = int(saved.info.get("frames", 0))
     frames = sorted((out_dir / "frames").glob("frame_*.png"))
-    for later in frames[kept:]:  # drawn after the checkpoint: drawn again
-        later.unlink()
     session = _Session(exp, out_dir, log, frames[:kept], int(saved.info.get("last_drawn", -1)))
-    session.frames_dir.mkdir(parents=True, exist_ok=True)
-    for got, key, mine in ((session.target.fields, "target_flm", "target"),
-                           (session.target.second and session.target.second.flm, "second_flm",
-                            "target.second")):
-        if got is not None and not np.array_equal(got, saved.arrays[key].reshape(np.shape(got))):
-            raise ValueError(f"resume: {mine} as the experiment now reads it differs from the "
+    fields = {"target": (session.target, "target_flm"),
+              "target.second": (session.target.second, "second_flm")}
+    for key, (field, stored) in fields.items():
+        if field is not None and not np.array_equal(
+                field.fields if key == "target" else field.flm, saved.arrays.get(stored)):
+            raise ValueError(f"resume: {key} as the experiment now reads it differs from the "
                              f"checkpoint's (did its file change?); restore it, or start anew "
                              f"with `s2scat-synth run --overwrite`")
+    for later in frames[kept:]:  # drawn after the checkpoint: drawn again
+        later.unlink()
+    session.frames_dir.mkdir(parents=True, exist_ok=True)
+    if not config_file.is_file():
+        write_text(config_file, text)
     env = saved.environment
     if (env.get("backend"), env.get("devices")) != (jax.default_backend(), jax.device_count()):
         log(f"[{name}] note: the checkpoint was written on {env.get('backend')} with "
@@ -236,6 +245,16 @@ def resume_experiment(out_dir: str | Path, *, progress: bool = True, log=_stderr
     result = engine.resume(path, op=session.op, callback=session.callback, progress=progress,
                            checkpoint_info=session.info)
     return _write_outputs(session, result, [config_file], t_start, resumed=saved.step)
+
+
+def _whole_outputs(out_dir: Path) -> dict | None:
+    """The metrics of a run whose outputs were all written (not partial), else ``None``."""
+    try:
+        metrics = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    whole = isinstance(metrics, dict) and metrics.get("partial") is False
+    return metrics if whole and (out_dir / "samples.npz").is_file() else None
 
 
 def _write_outputs(session: _Session, result, files, t_start, resumed=None) -> RunOutcome:

@@ -125,7 +125,7 @@ CASES = {
                    "e.fits: not a readable FITS file"),
     "truncated FITS": (lambda t: _target(t, "t.fits", _truncated_fits), "t.fits: not a HEALPix "
                        "map FITS file (File may have been truncated"),
-    "corrupt FITS": (lambda t: _target(t, "c.fits", lambda p: p.write_bytes(b"SIMPLE = junk" * 300)),
+    "corrupt FITS": (lambda t: _target(t, "c.fits", lambda p: p.write_bytes(b"SIMPLE junk" * 300)),
                      "c.fits: not a readable FITS file"),
     "wrong HEALPix length": (lambda t: _target(t, "m.npy", _npy(np.zeros(100))),
                              "12 nside^2 pixels"),
@@ -138,7 +138,7 @@ CASES = {
                   "m.npy: not a .npy file"),
     "alm of the wrong size": (lambda t: _target(t, "a.npy", _npy(np.zeros(100, complex))),
                               "a.npy: healpy packed alm must be 1D with (lmax+1)(lmax+2)/2"),
-    "alm grid of the wrong shape": (lambda t: _target(t, "a.npy", _npy(np.zeros((16, 30), complex))),
+    "alm grid of the wrong shape": (lambda t: _target(t, "a.npy", _npy(np.zeros((16, 30)) + 0j)),
                                     "(L0, 2L0-1)"),
     "L above the map's": (lambda t: _target(t, "m.fits", _fits, "--set", "statistics.L=32"),
                           "L=32 is above 3 nside = 24"),

@@ -261,7 +261,9 @@ def test_overwrite_removes_only_what_a_run_writes(tmp_path):
         (out / name).write_text("x")
     with pytest.raises(ValueError, match="already holds files: add --overwrite"):
         run_mod.check_output_dir(out)
-    run_mod.check_output_dir(out, overwrite=True)
+    run_mod.check_output_dir(out, overwrite=True)  # allowed; cleared once the input is checked
+    assert len(list(out.rglob("*.*"))) == 4
+    run_mod.clear_outputs(out)
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["mine.txt"]
     run_mod.check_output_dir(tmp_path / "new" / "deeper")  # not there yet: fine
     with pytest.raises(ValueError, match="lies inside .*mine.txt.*a file"):
