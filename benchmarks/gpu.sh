@@ -21,7 +21,7 @@ if [ -z "${SKIP_SYNTH:-}" ]; then
   echo "== synthesis: lognormal_l128"
   run=/tmp/lognormal_l128_gpu
   t0=$(date +%s%N)
-  timeout "${SYNTH_TIMEOUT:-240}" $PY -m synthesis run lognormal_l128 --out "$run" ${SYNTH_ARGS:-} \
+  timeout "${SYNTH_TIMEOUT:-240}" $PY -m synthesis run lognormal_l128 --out "$run" --overwrite ${SYNTH_ARGS:-} \
       > "$OUT/synthesis.log" 2>&1
   echo "exit $? wall $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$OUT/synthesis.log"
   tail -4 "$OUT/synthesis.log"

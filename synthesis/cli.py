@@ -1,6 +1,8 @@
 """The ``s2scat-synth`` command (also ``python -m synthesis``).
 
     s2scat-synth run [CONFIG] [--out DIR] [--set key=value ...] [--quiet] [--gif PATH]
+                     [--overwrite]
+    s2scat-synth resume OUT_DIR [--quiet] [--gif PATH]   continue a run from its checkpoint
     s2scat-synth encode FILES... --out stats.npz [--isotropic] [--L 64] [--N 3] [--J-min 0]
                         [--mask MASK.fits] ...
     s2scat-synth generate [CONFIG] --out map.fits [--set ...]   the demo target as a map
@@ -9,8 +11,14 @@
     s2scat-synth schema [--markdown]        every key with its default, unit and meaning
 
 ``CONFIG`` is a TOML file or the name of a shipped experiment; without it, ``run`` runs
-``quickstart``. A bad config, input file or argument ends with one line on stderr and exit code
-2; Ctrl-C during ``run`` writes what it has (marked partial) and exits with 130.
+``quickstart``. ``run`` refuses an output folder that already holds files unless
+``--overwrite``; ``resume OUT_DIR`` continues the run there from ``OUT_DIR/checkpoint.npz``
+(interrupted, or killed: the same samples as a run never stopped).
+
+Exit codes: 0 done; 2 a bad config, input file or argument (one line on stderr naming it);
+3 the loss turned NaN or infinite (one line naming the step; the last checkpoint is kept, no
+samples are written); 130 Ctrl-C (what there is is written, marked partial; ``resume``
+continues).
 """
 
 from __future__ import annotations
@@ -43,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--gif", metavar="PATH", help="also copy the GIF to PATH (e.g. "
                    "assets/synthesis.gif)")
+    r.add_argument("--overwrite", action="store_true", help="replace the run in an output "
+                   "folder that already holds one")
+
+    u = sub.add_parser("resume", help="continue an interrupted or killed run from its checkpoint")
+    u.add_argument("out_dir", metavar="OUT_DIR", help="the run's output folder (holds "
+                   "checkpoint.npz)")
+    u.add_argument("--quiet", action="store_true", help="no progress bar")
+    u.add_argument("--gif", metavar="PATH", help="also copy the GIF to PATH")
 
     e = sub.add_parser("encode", help="scattering covariances of maps/coefficients as rows")
     e.add_argument("files", nargs="+", help="HEALPix FITS/.npy maps, MW/GL .npy maps, .npy or "
@@ -95,7 +111,21 @@ def _run(args) -> int:
     from .run import run_experiment
 
     exp = load_experiment(args.config, args.set)
-    outcome = run_experiment(exp, args.out, progress=not args.quiet)
+    outcome = run_experiment(exp, args.out, progress=not args.quiet, overwrite=args.overwrite)
+    return _summary(args, outcome)
+
+
+def _resume(args) -> int:
+    from .run import resume_experiment
+
+    outcome = resume_experiment(args.out_dir, progress=not args.quiet)
+    if outcome.result is None:  # finished before: nothing done (said on stderr)
+        return 0
+    return _summary(args, outcome)
+
+
+def _summary(args, outcome) -> int:
+    """Copy the GIF for ``--gif``, print the one-line summary; the exit code."""
     gif = outcome.out_dir / "synthesis.gif"
     if args.gif and gif.is_file():
         from .io import atomic_path
@@ -121,9 +151,20 @@ def _skewness_summary(pdf: dict) -> str:
     return f"skewness error {pdf['skewness_rel_error']:.1%}"
 
 
+def _output_file(path: str) -> str:
+    """``--out`` of a file: its folder must exist (a typo is not silently created)."""
+    from pathlib import Path
+
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise ValueError(f"--out {path}: folder {str(folder)!r} does not exist")
+    return path
+
+
 def _encode(args) -> int:
     from . import encode
 
+    _output_file(args.out)
     table = encode.encode(args.files, L=args.L, N=args.N, J_min=args.J_min,
                           isotropic=args.isotropic, delta_j=args.delta_j,
                           same_scale=args.same_scale, format=args.format,
@@ -140,9 +181,10 @@ def _generate(args) -> int:
     from . import targets
 
     exp = load_experiment(args.config, args.set)
+    out = _output_file(args.out)
     bandlimit = exp.target.bandlimit or exp.statistics.L
     m = targets.demo_map(exp.target, bandlimit)
-    path = targets.write_map(m, args.out)
+    path = targets.write_map(m, out)
     print(f"wrote {path}: {exp.target.source} field, seed {exp.target.seed}, band-limit "
           f"{bandlimit}, {m.size} HEALPix pixels")
     return 0
@@ -176,12 +218,14 @@ def _schema(args) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "encode": _encode, "generate": _generate, "list": _list, "show": _show,
-            "schema": _schema}
+COMMANDS = {"run": _run, "resume": _resume, "encode": _encode, "generate": _generate,
+            "list": _list, "show": _show, "schema": _schema}
 
 
 def main(argv=None) -> int:
-    """Entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    """Entry point; returns the exit code (0 ok, 2 bad input, 3 diverged, 130 interrupted)."""
+    from .loop import Diverged
+
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -189,13 +233,20 @@ def main(argv=None) -> int:
         return int(exit_.code or 0)
     try:
         return COMMANDS[args.command](args)
+    except Diverged as err:
+        print(f"{PROG}: diverged: {_one_line(err)}", file=sys.stderr)
+        return 3
     except (ValueError, TypeError, OSError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+        print(f"{PROG}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -178,7 +178,7 @@ class Weights:
 class Synthesis:
     count: int = option(4, "samples", "number of samples, optimised together as one batch",
                         minimum=1)
-    steps: int = option(600, "steps", "step budget (optimiser iterations)", minimum=0)
+    steps: int = option(600, "steps", "step budget (optimiser iterations)", minimum=1)
     optimizer: str = option("lbfgs", "", "'lbfgs' (optax.lbfgs, zoom line search) or 'adam'",
                             choices=("lbfgs", "adam"))
     learning_rate: float = option(0.05, "", "Adam's initial learning rate, in units of the "
@@ -245,6 +245,16 @@ class Output:
 
 
 @dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    every: int = option(0, "steps", "write the run's state to checkpoint.npz (for s2scat-synth "
+                        "resume) at the first chunk end this many steps after the last write "
+                        "(0: by time, checkpoint.seconds)", minimum=0)
+    seconds: float = option(60.0, "s", "with every = 0: at the first chunk end this long after "
+                            "the last write and 20x as long as it took (and always at the end "
+                            "of the run)", minimum=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class Experiment:
     experiment: ExperimentInfo = section(ExperimentInfo)
     target: Target = section(Target)
@@ -253,6 +263,7 @@ class Experiment:
     render: Render = section(Render)
     report: Report = section(Report)
     output: Output = section(Output)
+    checkpoint: Checkpoint = section(Checkpoint)
 
     # -- convenience ------------------------------------------------------------------------
     def replace(self, **changes) -> "Experiment":

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import s2scat_core
+from s2scat_core._checks import check_scales
 from s2scat_core.labels import STATISTICS
 
 from .engine import resolve_mode
@@ -87,6 +88,7 @@ def encode(paths, *, L: int = 64, N: int = 3, J_min: int = 0, isotropic: bool = 
             eroded per scale by ``apodisation``); the inputs must be HEALPix maps, whose
             unseen pixels must be masked.
     """
+    check_scales(L, N, J_min, delta_j)  # before reading any file
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError("encode needs at least one input file")

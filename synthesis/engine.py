@@ -22,10 +22,14 @@ pairs across the batch). The reported loss is the mean over the batch, ``sum_i l
 Execution: ``chunk`` optimisation steps run inside one compiled function (``lax.scan``),
 compiled once per run and called repeatedly (the operator ``op`` and the target statistics are
 arguments, not constants). Between calls the host records the losses, reports progress and
-calls ``callback`` (which renders frames in the CLI). A step budget, a relative tolerance
-(mean loss ``<= tolerance *`` initial mean loss), a callback returning ``True`` or Ctrl-C end
-the run; on Ctrl-C the result holds the last complete
-chunk and ``stopped == "interrupted"``.
+calls ``callback`` (which renders frames in the CLI) (:mod:`synthesis.loop`). A step budget, a
+relative tolerance (mean loss ``<= tolerance *`` initial mean loss), a callback returning
+``True`` or Ctrl-C end the run; on Ctrl-C the result holds the last complete chunk and
+``stopped == "interrupted"``. A loss that turns NaN or infinite raises :class:`Diverged`.
+
+Checkpoints: with ``checkpoint=path`` the run's state is written between chunks
+(:mod:`synthesis.checkpoint`); :func:`resume` rebuilds the problem from the file (:func:`_prepare`,
+the same as a fresh run) and continues with the same compiled chunk: same samples, bit for bit.
 """
 
 from __future__ import annotations
@@ -43,11 +47,11 @@ from s2scat_core import harmonics
 from s2scat_core._checks import check_int
 
 from . import loss as loss_terms
-from . import optim, params
+from . import checkpoint, loop, optim, params
 from .loss import covariance_loss, weight_vector
-from .progress import ProgressBar
+from .loop import Diverged
 
-__all__ = ["Progress", "SynthesisResult", "resolve_mode", "synthesize"]
+__all__ = ["Diverged", "Progress", "SynthesisResult", "resolve_mode", "resume", "synthesize"]
 
 
 #: ``"auto"`` picks ``"ducc"`` on a CPU from this band-limit up. Below it the tabulated kernels
@@ -108,8 +112,9 @@ class SynthesisResult:
     ``samples (count, L, 2L-1)``: the fields, s2fft layout. ``history (steps + 1,)``: the mean
     loss of the samples before each step, last entry after the last step. ``sample_losses
     (k, count)`` and ``timeline (k, 2)``: the loss of each sample, and (step, seconds since the
-    start, compilation included), at each chunk boundary; row 0 is the start. ``stopped``:
-    ``"steps"``, ``"tolerance"``, ``"callback"`` or ``"interrupted"``. ``free (count, L, 2L-1)``:
+    start, compilation included; a resumed run's clock goes on), at each chunk boundary; row 0
+    is the start. ``stopped``: ``"steps"``, ``"tolerance"``, ``"callback"``, ``"interrupted"``,
+    or ``"diverged"`` (the last finite chunk, :attr:`Diverged.result`). ``free (count, L, 2L-1)``:
     with ``constrained``, the free fields whose masked region completes the target (``samples``
     are then the completed fields' coefficients, by the GL quadrature), else ``None``.
     ``second (count, L, 2L-1)``: a pair's second fields (``samples`` the first), else ``None``.
@@ -247,7 +252,9 @@ def _chunk(op, carry: _Carry, consts: _Consts, budget, *, step_fn, length: int):
         x, state, value = step_fn(c.x, c.state, total)
         mean = value / count
         done = (consts.tolerance > 0) & (mean <= consts.tolerance * consts.reference)
-        # a step whose starting loss already meets the tolerance is not applied
+        # a step whose starting loss already meets the tolerance, or is not finite (the host
+        # then stops the run: loop.Diverged), is not applied
+        done = done | ~jnp.isfinite(mean)
         x = jnp.where(done, c.x, x)
         state = jax.tree_util.tree_map(lambda new, old: jnp.where(done, old, new), state, c.state)
         return _Carry(x, state, c.step + jnp.where(done, 0, 1), done, mean), (mean, ~done)
@@ -262,6 +269,15 @@ def _chunk(op, carry: _Carry, consts: _Consts, budget, *, step_fn, length: int):
     return carry, values, taken, jax.vmap(sample_loss)(carry.x)
 
 
+@functools.lru_cache(maxsize=16)
+def _chunk_function(spec: optim.OptimizerSpec, length: int):
+    """The jitted chunk of ``length`` steps of ``spec``'s optimiser: one function per
+    ``(spec, length)``, so runs alike in one process (a resumed one too) share its compilations
+    (the operator, target and carry are arguments; their shapes key the cache)."""
+    opt = optim.build(spec)
+    return jax.jit(functools.partial(_chunk, step_fn=optim.make_step(spec, opt), length=length))
+
+
 def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "lbfgs",
                steps: int = 100, count: int = 1, seed: int = 0, learning_rate: float = 0.05,
                schedule: str = "cosine", final_lr_fraction: float = 0.01, memory: int = 10,
@@ -271,7 +287,9 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
                mask=None, apodisation: float | None = None, constrained: bool = False,
                pdf_weight: float = 0.0, entry_weights: str = "auto", second_flm=None,
                cross_weight: float = 1.0, callback: Callable[[Progress], bool | None] | None = None,
-               progress: bool = False, op=None) -> SynthesisResult:
+               progress: bool = False, op=None, checkpoint=None,
+               checkpoint_every: int | None = None, checkpoint_seconds: float = 60.0,
+               checkpoint_info=None) -> SynthesisResult:
     """Synthesise ``count`` real fields whose scattering covariances match the target's.
 
     Args:
@@ -318,11 +336,108 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
             chunk; return ``True`` to stop.
         progress: draw a progress bar on stderr.
         op: a prebuilt operator for these ``(L, N, J_min, ...)`` (``mode`` is then ignored).
+        checkpoint: a file (``.npz``) to which the run's state is written between chunks
+            (:mod:`synthesis.checkpoint`): every ``checkpoint_every`` steps, or (``None``)
+            after each chunk that ends ``checkpoint_seconds`` or more after the last write
+            (and 20 times as long as it took); and at the end. :func:`resume` continues
+            from it.
+        checkpoint_info: a JSON-able dict (or a function returning one) stored with it.
 
     Returns:
         :class:`SynthesisResult`.
+
+    Raises:
+        synthesis.loop.Diverged: the loss turned NaN or infinite (the last checkpoint is kept).
+    """
+    options = dict(optimizer=optimizer, steps=steps, count=count, seed=seed,
+                   learning_rate=learning_rate, schedule=schedule,
+                   final_lr_fraction=final_lr_fraction, memory=memory,
+                   linesearch_steps=linesearch_steps, init=init, precondition=precondition,
+                   weights=weights, tolerance=tolerance, chunk=chunk, apodisation=apodisation,
+                   constrained=constrained, pdf_weight=pdf_weight, entry_weights=entry_weights,
+                   cross_weight=cross_weight)
+    plan = loop.Plan.make(checkpoint, checkpoint_every, checkpoint_seconds, checkpoint_info)
+    start = time.perf_counter()
+    if op is None:  # built by _prepare once the arguments are checked
+        op = functools.partial(s2scat_core.build, L, N, J_min,
+                               mode=resolve_mode(mode, check_int("L", L, minimum=2)),
+                               isotropic=isotropic, delta_j=delta_j, same_scale=same_scale)
+    problem = _prepare(target_flm, L, op, second_flm=second_flm, mask=mask, **options)
+    return loop.drive(problem, callback=callback, progress=progress, plan=plan, start=start)
+
+
+def resume(path, *, callback: Callable[[Progress], bool | None] | None = None,
+           progress: bool = False, op=None, checkpoint_every: int | None = None,
+           checkpoint_seconds: float | None = None, checkpoint_info=None) -> SynthesisResult:
+    """Continue the run whose checkpoint is ``path`` (written by :func:`synthesize` with
+    ``checkpoint=path``) to its step budget, checkpointing to the same file.
+
+    The problem is rebuilt from the checkpoint alone (its arguments, target, mask; the operator
+    from its configuration unless ``op`` is given, which must have that configuration); the
+    optimiser state, samples, history and clock continue where they stopped. On the same
+    backend and device count the result equals, bit for bit, that of a run never interrupted.
+    A finished run (step budget or tolerance reached) is returned as it stands.
+    ``checkpoint_every``, ``checkpoint_seconds``: as for :func:`synthesize` (default: the
+    run's); ``checkpoint_info``: replaces the stored ``info`` (default: kept).
     """
     start = time.perf_counter()
+    saved = checkpoint.read(path)
+    args = dict(saved.arguments)
+    config = args.pop("operator")
+    if op is None:
+        op = s2scat_core.build(**config)
+    elif dataclasses.asdict(op.config) != config:
+        raise ValueError(f"op was built as {dataclasses.asdict(op.config)}, the checkpoint's "
+                         f"run as {config}")
+    L = args.pop("L")
+    plan_args = args.pop("plan")
+    every = plan_args["every"] if checkpoint_every is None else checkpoint_every
+    seconds = plan_args["seconds"] if checkpoint_seconds is None else checkpoint_seconds
+    info = saved.info if checkpoint_info is None else checkpoint_info
+    arrays = saved.arrays
+    problem = _prepare(arrays["target_flm"], L, op, mask=arrays.get("mask"),
+                       second_flm=arrays.get("second_flm"), **args)
+    plan = loop.Plan.make(path, every, seconds, info)
+    return loop.drive(problem, saved, callback=callback, progress=progress, plan=plan,
+                      start=start)
+
+
+@dataclasses.dataclass
+class _Problem:
+    """Everything a run needs to step, built by :func:`_prepare` (the same for a resumed run)."""
+
+    op: object
+    consts: _Consts       # reference still inf: the loop sets the initial loss
+    carry: _Carry         # the start: x0 and a fresh optimiser state
+    run_chunk: Callable   # the compiled chunk (:func:`_chunk`)
+    steps: int
+    label: str            # the optimiser's name, for the progress bar
+    constrained: bool
+    pair: bool
+    arguments: dict       # what :func:`resume` needs to rebuild this problem (JSON)
+    arrays: dict          # target_flm, mask, second_flm
+
+    def progress(self, step, losses, history, elapsed, carry, consts) -> Progress:
+        return Progress(step, self.steps, losses, np.asarray(history), elapsed, carry.x,
+                        self.op, consts)
+
+    def result(self, carry, consts, history, per_sample, timeline, stopped, wall):
+        halves, other = _view(self.op, carry.x, consts)
+        samples = np.asarray(harmonics.full_from_half(halves))
+        other = np.asarray(harmonics.full_from_half(other))
+        timeline = np.asarray(timeline[:len(per_sample)], float).reshape(-1, 2)
+        return SynthesisResult(samples, np.asarray(history), np.stack(per_sample), timeline,
+                               stopped, self.op.config.mode, wall,
+                               other if self.constrained else None, other if self.pair else None)
+
+
+def _prepare(target_flm, L, op, *, optimizer, steps, count, seed, learning_rate, schedule,
+             final_lr_fraction, memory, linesearch_steps, init, precondition, weights, tolerance,
+             chunk, mask, apodisation, constrained, pdf_weight, entry_weights, second_flm,
+             cross_weight) -> _Problem:
+    """Check the arguments (:func:`synthesize`), compute the target statistics, the starting
+    point and the optimiser; nothing is compiled here. ``op``: the operator, or a
+    ``functools.partial`` that builds it (called after the checks)."""
     L = check_int("L", L, minimum=2)
     count = check_int("count", count, minimum=1)
     steps = check_int("steps", steps, minimum=0)
@@ -352,18 +467,16 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
     if constrained and members.shape[0] > 1:
         raise ValueError(f"constrained synthesis completes one target, got an ensemble of "
                          f"{members.shape[0]}")
+    if isinstance(learning_rate, bool) or not np.isfinite(_number(learning_rate)):
+        raise ValueError(f"learning_rate must be a finite number, got {learning_rate!r}")
     spec = optim.OptimizerSpec(optimizer, float(learning_rate), schedule, float(final_lr_fraction),
                                steps, check_int("memory", memory, minimum=1),
                                check_int("linesearch_steps", linesearch_steps, minimum=1))
     w = weight_vector(weights)
-    if op is None:
-        mode = resolve_mode(mode, L)
-        op = s2scat_core.build(L, N, J_min, mode=mode, isotropic=isotropic, delta_j=delta_j,
-                               same_scale=same_scale)
-    else:
-        mode = op.config.mode
-        if op.config.L != L:
-            raise ValueError(f"op was built for L={op.config.L}, not L={L}")
+    if isinstance(op, functools.partial):
+        op = op()
+    if op.config.L != L:
+        raise ValueError(f"op was built for L={op.config.L}, not L={L}")
 
     # Target statistics (the members' mean) and the starting point.
     prepared = None if mask is None else op.mask(mask, apodisation)
@@ -408,72 +521,20 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
                              jnp.asarray(float(tolerance)), entry, completion, pdf,
                              jnp.asarray(float(pdf_weight)),
                              prepared if constrained else None, pair))
-    run_chunk = jax.jit(functools.partial(_chunk, step_fn=optim.make_step(spec, opt),
-                                          length=chunk))
-
-    bar = ProgressBar(steps, label=f"{optimizer} ") if progress else None
-    history: list[float] = []            # mean loss before each step; last: the loss now
-    per_sample: list[np.ndarray] = []    # loss of each sample at each chunk boundary
-    timeline: list[tuple[int, float]] = []
-    stopped = "steps"
-
-    def report(step):
-        return Progress(step, steps, per_sample[-1], np.asarray(history),
-                        time.perf_counter() - start, carry.x, op, consts)
-
-    try:
-        # Budget 0: no step runs, only the losses at the start (same compiled function).
-        out = run_chunk(op, carry, consts, np.int64(0))
-        carry, final = _strong(out[0]), out[3]
-        losses = np.asarray(final)
-        _check_finite(losses, 0)
-        initial = float(losses.mean())
-        history.append(initial)
-        per_sample.append(losses)
-        consts = consts._replace(reference=jnp.asarray(initial, dtype=jnp.float64))
-        timeline.append((0, time.perf_counter() - start))
-        if bar:
-            bar.update(0, initial, initial, None, final=steps == 0)
-        if callback and callback(report(0)):
-            stopped = "callback"
-        done_steps = 0
-        while stopped == "steps" and done_steps < steps:
-            t0 = time.perf_counter()
-            new = run_chunk(op, carry, consts, np.int64(steps))
-            values, taken, final = (np.asarray(a) for a in new[1:])
-            carry = _strong(new[0])
-            ran = values[taken]  # mean losses before the steps just taken
-            if len(ran):
-                history[-1] = float(ran[0])
-                history.extend(float(v) for v in ran[1:])
-                history.append(float(final.mean()))
-                per_sample.append(final)
-            done_steps += int(taken.sum())
-            now = time.perf_counter()
-            timeline.append((done_steps, now - start))
-            _check_finite(final, done_steps)
-            reached = bool(carry.done)
-            if bar:
-                bar.update(done_steps, history[-1], initial, taken.sum() / max(now - t0, 1e-9),
-                           final=done_steps >= steps or reached)
-            if callback and callback(report(done_steps)):
-                stopped = "callback"
-            elif reached:
-                stopped = "tolerance"
-            elif not taken.any():
-                break
-    except KeyboardInterrupt:
-        stopped = "interrupted"
-    finally:
-        if bar:
-            bar.close()
-    timeline = np.asarray(timeline[:len(per_sample)], float)
-    halves, other = _view(op, carry.x, consts)
-    samples = np.asarray(harmonics.full_from_half(halves))
-    other = np.asarray(harmonics.full_from_half(other))
-    return SynthesisResult(samples, np.asarray(history), np.stack(per_sample), timeline, stopped,
-                           mode, time.perf_counter() - start, other if constrained else None,
-                           other if pair is not None else None)
+    run_chunk = _chunk_function(spec, chunk)
+    arguments = dict(
+        L=L, operator=dataclasses.asdict(op.config), optimizer=optimizer, steps=steps,
+        count=count, seed=seed, learning_rate=float(learning_rate), schedule=schedule,
+        final_lr_fraction=float(final_lr_fraction), memory=memory,
+        linesearch_steps=linesearch_steps, init=init, precondition=bool(precondition),
+        weights=None if weights is None else {k: float(v) for k, v in weights.items()},
+        tolerance=float(tolerance), chunk=chunk, apodisation=apodisation,
+        constrained=bool(constrained), pdf_weight=float(pdf_weight),
+        entry_weights=entry_weights, cross_weight=float(cross_weight))
+    arrays = {"target_flm": np.asarray(members), "mask": None if mask is None else
+              np.asarray(mask), "second_flm": None if pair is None else np.asarray(second[0])}
+    return _Problem(op, consts, carry, run_chunk, steps, optimizer, bool(constrained),
+                    pair is not None, arguments, arrays)
 
 
 def _masks_on_grid(mask, L):
@@ -489,10 +550,12 @@ def _strong(tree):
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), tree)
 
 
-def _check_finite(losses, step):
-    if not np.all(np.isfinite(losses)):
-        raise ValueError(f"the loss became non-finite at step {step}; lower the learning rate "
-                         f"(Adam) or check the target")
+def _number(value) -> float:
+    """``float(value)``, NaN for what is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _check_target(target_flm, L, name="target_flm") -> jax.Array:

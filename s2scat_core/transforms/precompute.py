@@ -8,6 +8,11 @@ Synthesis at spin ``s``: ``F[t, m] = sum_l K_s[m, t, l] alm[l, m]`` with
 ``K_s[m, t, l] = (-1)^s sqrt((2l+1)/(4 pi)) d^l_{m,-s}(theta_t)``, then an inverse FFT over ``m``.
 Analysis (spin 0, real map): ``F = rfft_phi(f)``, ``alm[l, m] = sum_t A[m, l, t] F[t, m]`` with
 ``A[m, l, t] = w_t K_0[m, t, l]``.
+
+Before tabulating, the size of the kernels is estimated (:func:`kernel_bytes`) and the build is
+refused with a ``ValueError`` (the estimate, and the backends that need ``O(N L^2)``) when it
+exceeds the free memory of the device that holds them, or of the host that computes them
+(:func:`s2scat_core._memory.available`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _memory
 from . import wigner_d
 from .base import SphericalTransforms, gl_thetas, gl_weights, register
 
@@ -25,10 +31,47 @@ def _real_times_complex(subscripts: str, kernel, x):
     return out[0] + 1j * out[1]
 
 
+def kernel_bytes(bandlimits, spins, dtype=np.float64) -> int:
+    """Bytes of the kernels :class:`PrecomputeTransforms` keeps for these band-limits and spins:
+    at each band-limit ``B``, ``(2B-1, B, B)`` a spin, and the real spin-0 synthesis and
+    analysis, ``(B, B, B)`` each."""
+    spins = set(int(s) for s in spins)
+    per = sum(len(spins) * (2 * B - 1) * B * B + 2 * B ** 3 for B in set(map(int, bandlimits)))
+    return per * np.dtype(dtype).itemsize
+
+
+def build_bytes(bandlimits) -> int:
+    """Host bytes the tabulation needs besides the kernels kept: a few float64 Wigner-d tables
+    ``(B, B, 2B-1)`` of the largest band-limit ``B`` at once."""
+    B = max(map(int, bandlimits))
+    return 3 * B * B * (2 * B - 1) * 8
+
+
+def check_memory(bandlimits, spins, dtype=np.float64) -> None:
+    """``ValueError`` when the kernels cannot fit the free memory (module doc)."""
+    keep, extra = kernel_bytes(bandlimits, spins, dtype), build_bytes(bandlimits)
+    free = _memory.available()
+    needs = [("host", keep + extra if free["device"] is None else extra, free["host"]),
+             ("device", keep, free["device"])]
+    for where, need, have in needs:
+        if have is not None and need > have:
+            L = max(map(int, bandlimits))
+            raise ValueError(
+                f"mode 'precompute' would tabulate {_size(keep)} of Wigner-d kernels at L={L} "
+                f"({len(set(spins))} spin(s), {np.dtype(dtype).name}; {_size(need)} of {where} "
+                f"memory with the build), more than the {_size(have)} free: use mode "
+                f"'recursive' or 'ducc', which need O(N L^2) memory")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
 @register
 class PrecomputeTransforms(SphericalTransforms):
     def __init__(self, bandlimits, spins, dtype=np.float64):
         super().__init__(bandlimits, spins, dtype)
+        check_memory(self.bandlimits, self.spins, self.dtype)
         synth, analysis = {}, {}
         norm_cache = {}
         for L in self.bandlimits:

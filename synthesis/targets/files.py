@@ -20,6 +20,8 @@ Errors are ``ValueError`` naming the file (and the setting that names it, ``name
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +47,39 @@ def _fits_holds_alm(path: Path) -> bool:
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as handle:
+        if handle.read(6) != b"\x93NUMPY":
+            raise ValueError("not a .npy file (no NumPy header; save arrays with numpy.save)")
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as err:  # numpy raises several types for a bad file
         raise ValueError(f"not a readable .npy array ({type(err).__name__}: {err})") from None
     if not isinstance(data, np.ndarray) or not np.issubdtype(data.dtype, np.number):
         raise ValueError(f"expected a numeric array, got dtype {getattr(data, 'dtype', '?')}")
+    if data.ndim not in (1, 2):
+        raise ValueError(f"expected a 1D HEALPix map or healpy alm, or a 2D grid or s2fft "
+                         f"coefficients, got a {data.ndim}-D array of shape {data.shape}")
     return data
+
+
+@contextlib.contextmanager
+def _fits_errors(what: str):
+    """Turn a FITS reader's failure into ``ValueError("not a {what} (...)")``, with what
+    astropy warned about (a truncated file, say) instead of the reader's own words; the
+    warnings are not printed."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except _NoColumn:
+            raise
+        except Exception as err:  # noqa: BLE001  (astropy and healpy raise many types)
+            reason = caught[0].message if caught else f"{type(err).__name__}: {err}"
+            raise ValueError(f"not a {what} ({reason})") from None
+
+
+class _NoColumn(ValueError):
+    """The FITS file has no such column (``field``)."""
 
 
 def _from_2d_alm(alm: np.ndarray, L: int) -> np.ndarray:
@@ -69,6 +97,9 @@ def _from_2d_alm(alm: np.ndarray, L: int) -> np.ndarray:
 
 def _from_packed_alm(alm: np.ndarray, L: int) -> np.ndarray:
     lmax = int(round((np.sqrt(8 * alm.size + 1) - 3) / 2))
+    if alm.ndim != 1 or alm.size != (lmax + 1) * (lmax + 2) // 2:
+        raise ValueError(f"healpy packed alm must be 1D with (lmax+1)(lmax+2)/2 entries, got "
+                         f"shape {alm.shape}")
     if lmax + 1 < L:
         raise ValueError(f"alm have lmax={lmax}, band-limit {lmax + 1} < L={L}")
     return harmonics.from_healpy_alm(alm, L)
@@ -128,23 +159,24 @@ def _read_fits(path: Path, L: int, format: str, field: int) -> np.ndarray:
 
     if format in ("mw", "gl"):
         raise ValueError(f"format {format!r} is for 2D .npy grids, not FITS files")
-    try:
+    with _fits_errors("readable FITS file"):
         holds_alm = _fits_holds_alm(path)
-    except Exception as err:
-        raise ValueError(f"not a readable FITS file ({type(err).__name__}: {err})") from None
     if format == "alm" or (format == "auto" and holds_alm):
-        try:
+        with _fits_errors("healpy alm FITS file"):
             alm = hp.read_alm(str(path))
-        except Exception as err:
-            raise ValueError(f"not a healpy alm FITS file ({type(err).__name__}: {err})") from None
         return _from_packed_alm(np.asarray(alm, dtype=np.complex128), L)
-    try:
-        data = hp.read_map(str(path), field=field, dtype=np.float64)
-    except IndexError:
-        raise ValueError(f"has no column field={field}") from None
-    except Exception as err:
-        raise ValueError(f"not a HEALPix map FITS file ({type(err).__name__}: {err})") from None
-    return _from_map(np.asarray(data, dtype=np.float64), L, "healpix")
+    return _from_map(_read_fits_map(path, field), L, "healpix")
+
+
+def _read_fits_map(path: Path, field: int) -> np.ndarray:
+    import healpy as hp
+
+    with _fits_errors("HEALPix map FITS file"):
+        try:
+            data = hp.read_map(str(path), field=field, dtype=np.float64)
+        except IndexError:
+            raise _NoColumn(f"has no column field={field}") from None
+    return np.asarray(data, dtype=np.float64)
 
 
 def _read_npy(path: Path, L: int, format: str) -> np.ndarray:
@@ -177,20 +209,11 @@ def read_healpix(path, *, format: str = "auto", field: int = 0, name: str = "pat
         raise ValueError(f"{name}: file {str(path)!r} does not exist")
     try:
         if _is_fits(path):
-            try:
+            with _fits_errors("readable FITS file"):
                 holds_alm = format == "auto" and _fits_holds_alm(path)
-            except Exception as err:  # noqa: BLE001
-                raise ValueError(f"not a readable FITS file ({type(err).__name__}: "
-                                 f"{err})") from None
             if format in ("alm", "mw", "gl") or holds_alm:
                 return None
-            try:
-                data = hp.read_map(str(path), field=field, dtype=np.float64)
-            except IndexError:
-                raise ValueError(f"has no column field={field}") from None
-            except Exception as err:  # noqa: BLE001
-                raise ValueError(f"not a HEALPix map FITS file ({type(err).__name__}: "
-                                 f"{err})") from None
+            data = _read_fits_map(path, field)
         elif path.suffix.lower() == ".npy":
             data = _load_npy(path)
             if format in ("alm", "mw", "gl") or np.iscomplexobj(data) or (
