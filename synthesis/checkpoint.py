@@ -21,7 +21,8 @@ any moment (SIGKILL included) leaves either the previous checkpoint or the new o
 ``history``        ``(step + 1,)`` mean loss before each step; ``sample_losses (k, count)`` and
                    ``timeline (k, 2)`` at each chunk boundary
 ``target_flm``     ``(M, L, 2L-1)``: the target (members), as truncated for the run;
-                   ``mask`` and ``second_flm`` when given
+                   ``mask`` and ``second_flm`` when given (a coarse-to-fine run: at the final
+                   ``L``, the stage and the earlier stages' records in ``arguments["stages"]``)
 =================  ============================================================================
 
 The random state: the only random draw of a run is the initial noise, from
@@ -82,7 +83,7 @@ class Saved:
     @property
     def finished(self) -> bool:
         """The run reached its step budget or tolerance: nothing is left to run."""
-        return self.stopped in FINISHED
+        return _finished(self.stopped, self.arguments)
 
 
 def write(path, saved: Saved) -> Path:
@@ -106,13 +107,22 @@ def write(path, saved: Saved) -> Path:
     return Path(path)
 
 
+def _finished(stopped, arguments: dict) -> bool:
+    """Nothing left to run: the budget or tolerance reached, in the last stage of a
+    coarse-to-fine run (:mod:`synthesis.stages`: ``arguments["stages"]``)."""
+    staged = arguments.get("stages")
+    last = staged is None or staged["index"] == len(staged["bandlimits"]) - 1
+    return stopped in FINISHED and last
+
+
 def unfinished(path) -> bool:
     """Whether ``path`` is a readable checkpoint of a run not finished (reads its ``meta``
     only)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-        return meta.get("format") == FORMAT and meta.get("stopped") not in FINISHED
+        return meta.get("format") == FORMAT and not _finished(meta.get("stopped"),
+                                                              meta.get("arguments") or {})
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return False
 

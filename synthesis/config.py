@@ -199,6 +199,9 @@ class Synthesis:
                               "(0: run the whole budget)", minimum=0.0, maximum=0.99)
     chunk: int = option(10, "steps", "steps per compiled chunk; the host reports progress "
                         "between chunks", minimum=1)
+    stages: int = option(1, "", "coarse-to-fine: optimise at L/2^(stages-1), then double the "
+                         "band-limit each stage, each starting from the previous one's fields; "
+                         "steps is the whole budget (half to the last stage)", minimum=1)
     constrained: bool = option(False, "", "with target.mask: inpainting; every sample is the "
                                "target on the observed pixels and synthesised in the masked "
                                "region only")

@@ -48,6 +48,7 @@ from s2scat_core._checks import check_int
 
 from . import loss as loss_terms
 from . import checkpoint, loop, optim, params
+from . import stages as stages_module
 from .loss import covariance_loss, weight_vector
 from .loop import Diverged
 
@@ -289,7 +290,7 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
                cross_weight: float = 1.0, callback: Callable[[Progress], bool | None] | None = None,
                progress: bool = False, op=None, checkpoint=None,
                checkpoint_every: int | None = None, checkpoint_seconds: float = 60.0,
-               checkpoint_info=None) -> SynthesisResult:
+               checkpoint_info=None, stages: int = 1) -> SynthesisResult:
     """Synthesise ``count`` real fields whose scattering covariances match the target's.
 
     Args:
@@ -342,6 +343,10 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
             (and 20 times as long as it took); and at the end. :func:`resume` continues
             from it.
         checkpoint_info: a JSON-able dict (or a function returning one) stored with it.
+        stages: coarse-to-fine (:mod:`synthesis.stages`): optimise at ``L / 2^(stages-1)``,
+            then at twice that band-limit, ..., then at ``L``, each stage starting from the
+            previous one's fields; ``steps`` is the whole budget, shared out by
+            :func:`synthesis.stages.split_steps`. 1: one stage at ``L``.
 
     Returns:
         :class:`SynthesisResult`.
@@ -358,6 +363,19 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
                    cross_weight=cross_weight)
     plan = loop.Plan.make(checkpoint, checkpoint_every, checkpoint_seconds, checkpoint_info)
     start = time.perf_counter()
+    if check_int("stages", stages, minimum=1) > 1:
+        if op is None:
+            op_config = dict(L=check_int("L", L, minimum=2), N=N, J_min=J_min, reality=True,
+                             mode=resolve_mode(mode, L), isotropic=isotropic, delta_j=delta_j,
+                             dtype="float64", same_scale=same_scale)
+        else:
+            op_config = dataclasses.asdict(op.config)
+            if op.config.L != L:
+                raise ValueError(f"op was built for L={op.config.L}, not L={L}")
+        return stages_module.synthesize_staged(
+            target_flm, L, stages=stages, operator=op_config, op=op, mask=mask,
+            second_flm=second_flm, options=options, callback=callback, progress=progress,
+            plan=plan, start=start)
     if op is None:  # built by _prepare once the arguments are checked
         op = functools.partial(s2scat_core.build, L, N, J_min,
                                mode=resolve_mode(mode, check_int("L", L, minimum=2)),
@@ -383,6 +401,14 @@ def resume(path, *, callback: Callable[[Progress], bool | None] | None = None,
     start = time.perf_counter()
     saved = checkpoint.read(path)
     args = dict(saved.arguments)
+    plan_args = args.pop("plan")
+    plan = loop.Plan.make(
+        path, plan_args["every"] if checkpoint_every is None else checkpoint_every,
+        plan_args["seconds"] if checkpoint_seconds is None else checkpoint_seconds,
+        saved.info if checkpoint_info is None else checkpoint_info)
+    if "stages" in args:
+        return stages_module.resume(saved, op=op, callback=callback, progress=progress,
+                                    plan=plan, start=start)
     config = args.pop("operator")
     if op is None:
         op = s2scat_core.build(**config)
@@ -390,14 +416,9 @@ def resume(path, *, callback: Callable[[Progress], bool | None] | None = None,
         raise ValueError(f"op was built as {dataclasses.asdict(op.config)}, the checkpoint's "
                          f"run as {config}")
     L = args.pop("L")
-    plan_args = args.pop("plan")
-    every = plan_args["every"] if checkpoint_every is None else checkpoint_every
-    seconds = plan_args["seconds"] if checkpoint_seconds is None else checkpoint_seconds
-    info = saved.info if checkpoint_info is None else checkpoint_info
     arrays = saved.arrays
     problem = _prepare(arrays["target_flm"], L, op, mask=arrays.get("mask"),
                        second_flm=arrays.get("second_flm"), **args)
-    plan = loop.Plan.make(path, every, seconds, info)
     return loop.drive(problem, saved, callback=callback, progress=progress, plan=plan,
                       start=start)
 
@@ -434,10 +455,11 @@ class _Problem:
 def _prepare(target_flm, L, op, *, optimizer, steps, count, seed, learning_rate, schedule,
              final_lr_fraction, memory, linesearch_steps, init, precondition, weights, tolerance,
              chunk, mask, apodisation, constrained, pdf_weight, entry_weights, second_flm,
-             cross_weight) -> _Problem:
+             cross_weight, start=None) -> _Problem:
     """Check the arguments (:func:`synthesize`), compute the target statistics, the starting
     point and the optimiser; nothing is compiled here. ``op``: the operator, or a
-    ``functools.partial`` that builds it (called after the checks)."""
+    ``functools.partial`` that builds it (called after the checks). ``start``: the variables'
+    fields to start from instead of noise at the degrees they reach (:func:`_start_from`)."""
     L = check_int("L", L, minimum=2)
     count = check_int("count", count, minimum=1)
     steps = check_int("steps", steps, minimum=0)
@@ -514,6 +536,8 @@ def _prepare(target_flm, L, op, *, optimizer, steps, count, seed, learning_rate,
         keys = jax.random.split(jax.random.key(seed))
         x0 = jnp.stack([params.initial(keys[0], count, L, power, scale, init),
                         params.initial(keys[1], count, L, power_g, scale_g, init)], axis=1)
+    if start is not None:
+        x0 = _start_from(start, x0, [scale] if pair is None else [scale, scale_g])
     opt = optim.build(spec)
     carry = _strong(_Carry(x0, opt.init(x0), jnp.asarray(0), jnp.asarray(False),
                            jnp.asarray(jnp.nan)))
@@ -535,6 +559,29 @@ def _prepare(target_flm, L, op, *, optimizer, steps, count, seed, learning_rate,
               np.asarray(mask), "second_flm": None if pair is None else np.asarray(second[0])}
     return _Problem(op, consts, carry, run_chunk, steps, optimizer, bool(constrained),
                     pair is not None, arguments, arrays)
+
+
+def _start_from(start, x0, scales):
+    """``x0 (count, [2 fields,] 2, L, L)`` with its degrees ``l < L'`` replaced by ``start``:
+    ``(count, [2,] L', 2L'-1)`` coefficients (``L' <= L``) of the variables' fields (the free
+    fields of a constrained run; both fields of a pair), e.g. a coarser stage's result; the
+    noise of ``x0`` stays at ``L' <= l < L``."""
+    start = np.asarray(start)
+    fields = start[:, None] if len(scales) == 1 else start
+    count, L = x0.shape[0], x0.shape[-1]
+    Ls = fields.shape[-2]
+    if fields.shape[:2] != (count, len(scales)) or Ls > L or fields.shape[-1] != 2 * Ls - 1:
+        raise ValueError(f"start must have shape ({count}, {'2, ' * (len(scales) > 1)}L', "
+                         f"2L'-1) with L' <= {L}, got {start.shape}")
+    x = x0 if len(scales) > 1 else x0[:, None]
+    out = []
+    for k, s in enumerate(scales):
+        half = np.zeros((count, L, L), complex)
+        half[:, :Ls, :Ls] = harmonics.half_from_full(fields[:, k])
+        known = params.from_half(half, s)
+        out.append(jnp.where(jnp.arange(L)[:, None] < Ls, known, x[:, k]))
+    x = jnp.stack(out, axis=1)
+    return x if len(scales) > 1 else x[:, 0]
 
 
 def _masks_on_grid(mask, L):

@@ -46,7 +46,7 @@ import s2scat_core
 
 from . import checkpoint
 from . import config as cfg
-from . import engine, report, targets
+from . import engine, report, stages, targets
 from .io import write_json, write_npz, write_text
 from .render import FrameRenderer, write_gif
 
@@ -128,6 +128,11 @@ class _Session:
             except ValueError as err:
                 raise ValueError(f"target.mask: {err} (statistics.J_min, statistics.apodisation)"
                                  ) from None
+        if sy.stages > 1:
+            try:
+                stages.bandlimits(st.L, sy.stages, st.J_min)
+            except ValueError as err:
+                raise ValueError(f"synthesis.stages: {err}") from None
         self.renderer = None
         if rd.enabled:
             self.renderer = FrameRenderer(
@@ -172,7 +177,7 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
         log(f"[{exp.experiment.name}] second field: {session.target.second.description}")
     log(f"[{exp.experiment.name}] target: {session.target.description}; L={st.L} N={st.N} "
         f"J_min={st.J_min} mode={session.mode}; {sy.count} sample(s), {sy.optimizer}, "
-        f"{sy.steps} steps")
+        f"{sy.steps} steps" + _stages_note(st, sy))
     weights = dataclasses.asdict(sy.weights)
     pdf_weight, cross_weight = weights.pop("pdf"), weights.pop("cross")
     second = session.target.second
@@ -186,8 +191,19 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
         entry_weights=sy.entry_weights, second_flm=None if second is None else second.flm,
         cross_weight=cross_weight, callback=session.callback, progress=progress, op=session.op,
         checkpoint=out_dir / CHECKPOINT, checkpoint_every=exp.checkpoint.every or None,
-        checkpoint_seconds=exp.checkpoint.seconds, checkpoint_info=session.info)
+        checkpoint_seconds=exp.checkpoint.seconds, checkpoint_info=session.info,
+        stages=sy.stages)
     return _write_outputs(session, result, files, t_start)
+
+
+def _stages_note(st, sy) -> str:
+    """`` in 3 stages (L = 32, 64, 128; 75 + 75 + 150 steps)`` for a staged run, else ``""``."""
+    if sy.stages == 1:
+        return ""
+    Ls = stages.bandlimits(st.L, sy.stages, st.J_min)
+    split = stages.split_steps(sy.steps, sy.stages)
+    return (f" in {sy.stages} stages (L = {', '.join(map(str, Ls))}; "
+            f"{' + '.join(map(str, split))} steps)")
 
 
 def resume_experiment(out_dir: str | Path, *, progress: bool = True, log=_stderr) -> RunOutcome:
