@@ -100,7 +100,7 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
                                  show_target=rd.show_target, show_loss=rd.show_loss,
                                  width=rd.width, cmap=rd.cmap, nside=rd.nside,
                                  title=exp.experiment.name, mask=target.mask_map,
-                                 constrained=sy.constrained)
+                                 constrained=sy.constrained, colors=rd.colors)
     last_drawn = [-1]
 
     def callback(p: engine.Progress):
