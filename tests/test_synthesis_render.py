@@ -6,14 +6,11 @@ import pytest
 from PIL import Image, ImageSequence
 
 from synthesis.render import FrameLayout, FrameRenderer, auto_nside, write_gif
-from synthesis.targets import demo, standardise
-
-L = 16
 
 
 @pytest.fixture(scope="module")
-def target():
-    return standardise(demo.lognormal(L, seed=1))
+def target(lognormal16):
+    return lognormal16
 
 
 def test_layout_of_the_default_frame():
