@@ -266,7 +266,7 @@ def main(argv=None):
                    help="which to measure (e.g. only s2scat, to add its rows in a later run)")
     p.add_argument("--json", type=Path, default=ROOT / "runs/bench_scatter.json",
                    help="where to save the results (default: runs/, which git ignores; the "
-                        "README's figures are in benchmarks/results/)")
+                        "figures of docs/performance.md are in benchmarks/results/)")
     p.add_argument("--plot", type=Path, default=None, help="also draw time against L")
     p.add_argument("--show", type=Path, nargs="+", default=None,
                    help="print the tables of saved --json files (and --plot them together), then exit")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU figures for the README, in one go (the machine is lent by the minute):
+# GPU figures of docs/performance.md, in one go (the machine is lent by the minute):
 #   1. the lognormal L = 128 experiment (synthesis wall time, steps/s, metrics);
 #   2. bench_scatter.py for `precompute` and `recursive` against S2SCAT 0.0.3 (both its modes),
 #      L = 128, 512, 256 in that order, each measurement in its own process, the JSON saved after

@@ -214,20 +214,22 @@ class Synthesis:
 @dataclasses.dataclass(frozen=True)
 class Render:
     enabled: bool = option(True, "", "write PNG frames and the GIF")
-    every: int = option(20, "steps", "steps between frames (a multiple of synthesis.chunk)",
+    every: int = option(10, "steps", "steps between frames (a multiple of synthesis.chunk)",
                         minimum=1)
     panels: int = option(3, "samples", "samples shown in each frame (at most synthesis.count)",
                          minimum=1)
     show_target: bool = option(True, "", "show the target beside the samples")
-    show_loss: bool = option(True, "", "show the loss curve beside the maps")
-    width: int = option(720, "px", "frame width", minimum=200, maximum=4000)
-    fps: float = option(8.0, "frames/s", "GIF frame rate", minimum=0.1, maximum=50.0)
-    hold: float = option(2.0, "s", "how long the GIF holds its last frame", minimum=0.0)
-    colors: int = option(96, "", "GIF palette size (smaller files with fewer)", minimum=8,
-                         maximum=256)
+    show_loss: bool = option(True, "", "show a small loss curve below the maps")
+    width: int = option(900, "px", "frame width (the height follows from the panels)",
+                        minimum=200, maximum=4000)
+    fps: float = option(12.0, "frames/s", "GIF frame rate", minimum=0.1, maximum=50.0)
+    hold: float = option(3.0, "s", "how long the GIF holds its last frame", minimum=0.0)
+    colors: int = option(88, "", "palette size of the frames and the GIF: the colour map in "
+                         "colors - 24 levels, plus greys and the loss curve's colours (smaller "
+                         "files with fewer)", minimum=32, maximum=256)
     cmap: str = option("inferno", "", "matplotlib colour map of the maps")
-    nside: int = option(0, "", "HEALPix nside of the rendered maps (0: smallest power of 2 >= "
-                        "L/2, at least 16)", minimum=0)
+    nside: int = option(0, "", "HEALPix nside of the rendered maps (0: the smallest power of 2 "
+                        ">= L/2 whose pixels are no larger than the panel's)", minimum=0)
 
 
 @dataclasses.dataclass(frozen=True)

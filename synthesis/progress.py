@@ -1,17 +1,61 @@
-"""A one-line progress bar for the host side of the optimisation (between chunks).
+"""The optimisation's progress bar (host side, between chunks), drawn by tqdm.
 
-On a terminal the line is redrawn in place; elsewhere (a log file, CI) a line is printed at
-most every ``interval`` seconds and at the end.
+``lbfgs:  45%|##########8             | 270/600 [00:20<00:25, 13.10 steps/s,
+loss 1.234e-04 (x3.1e-03 of start)]`` (one line).
+
+The rate is the engine's, over the compiled steps of the last chunk; the ETA is the steps
+left at that rate. On a terminal tqdm redraws the line in place; on anything else (a log
+file, CI) each redraw is one line, at most one every ``interval`` seconds, and the last one.
 """
 
 from __future__ import annotations
 
 import sys
-import time
+
+from tqdm import tqdm
+
+__all__ = ["ProgressBar"]
+
+
+class _EngineRate(tqdm):
+    """tqdm showing a rate it is given (steps/s of the compiled chunks) instead of its own."""
+
+    monitor_interval = 0  # no monitor thread: updates come only between chunks
+    rate: float | None = None
+
+    @property
+    def format_dict(self):
+        d = super().format_dict
+        if self.rate:
+            d["rate"] = self.rate
+        return d
+
+
+class _Lines:
+    """A text stream for tqdm that turns each in-place redraw into one line (non-terminals)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").rstrip()
+        if line:
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 class ProgressBar:
-    """``[####......] step 120/400  loss 1.23e-04 (x1e-3 of start)  35.2 steps/s``."""
+    """Steps done of ``total``, steps/s, ETA, the mean loss and its ratio to the start.
+
+    Args:
+        total: the step budget.
+        stream: where to draw (default ``sys.stderr``).
+        width: width of the bar, characters.
+        interval: on a non-terminal, the least seconds between two lines.
+        label: text before the bar (e.g. ``"lbfgs "``).
+    """
 
     def __init__(self, total: int, *, stream=None, width: int = 24, interval: float = 5.0,
                  label: str = ""):
@@ -21,32 +65,40 @@ class ProgressBar:
         self.interval = interval
         self.label = label
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last_print = 0.0
-        self._open = False
+        self._bar: _EngineRate | None = None
+
+    def _open(self, postfix: str) -> _EngineRate:
+        """The tqdm bar, made at the first report (after compilation, so its clock starts then)."""
+        return _EngineRate(
+            total=self.total, desc=self.label.rstrip() or None, unit=" steps", postfix=postfix,
+            file=self.stream if self.tty else _Lines(self.stream),
+            mininterval=0.1 if self.tty else self.interval, miniters=0, leave=True,
+            dynamic_ncols=self.tty, ascii=None if self.tty else True,
+            bar_format="{l_bar}{bar:%d}{r_bar}" % self.width)
 
     def update(self, step: int, loss: float, initial: float, rate: float | None, *,
                final: bool = False) -> None:
-        """Report ``step`` (of ``total``), the mean ``loss`` and ``rate`` in steps/s."""
-        filled = int(self.width * min(step, self.total) / self.total)
-        bar = "#" * filled + "." * (self.width - filled)
+        """Report ``step`` (of ``total``), the mean ``loss`` and ``rate`` in steps/s.
+
+        ``final``: the last report; its line is drawn whatever the interval, and closed.
+        """
         ratio = f" (x{loss / initial:.1e} of start)" if initial > 0 else ""
-        speed = f"  {rate:6.1f} steps/s" if rate else ""
-        text = f"{self.label}[{bar}] step {step:>{len(str(self.total))}}/{self.total}  " \
-               f"loss {loss:.3e}{ratio}{speed}"
-        now = time.monotonic()
-        if self.tty:
-            self.stream.write("\r" + text + "\033[K")
-            self._open = True
-            if final:
-                self.stream.write("\n")
-                self._open = False
-        elif final or now - self._last_print >= self.interval:
-            self.stream.write(text + "\n")
-            self._last_print = now
-        self.stream.flush()
+        postfix = f"loss {loss:.3e}{ratio}"
+        if self._bar is None:
+            self._bar = self._open(postfix)
+        bar = self._bar
+        if bar.disable:  # closed by a final report
+            return
+        bar.rate = rate
+        bar.set_postfix_str(postfix, refresh=False)
+        step = min(int(step), self.total)
+        if final:
+            bar.n = step
+            bar.close()  # draws the final state once
+        elif step > bar.n:  # (the first report is drawn when the bar is made)
+            bar.update(step - bar.n)
 
     def close(self) -> None:
-        if self._open:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._open = False
+        """End the line (a run stopped early keeps its last report)."""
+        if self._bar is not None:
+            self._bar.close()

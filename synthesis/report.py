@@ -41,6 +41,7 @@ skewness differs between a 15 deg band and the rest of the sky by 25 % rms over 
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -50,7 +51,7 @@ from s2scat_core.labels import STATISTICS
 from . import minkowski
 from .io import atomic_path
 from .params import power_spectrum
-from .render import _project, mollweide_pixels
+from .render import mollweide_pixels, project
 
 __all__ = ["auto_nside", "compute", "compute_metrics", "write_figure"]
 
@@ -323,12 +324,12 @@ def write_figure(data: dict, path, *, history=None, title: str = "", cmap: str =
     # maps
     pixels = mollweide_pixels(data["nside"], 400)
     vmin, vmax = np.percentile(data["u_t"], [0.5, 99.5])
+    colours = matplotlib.colormaps[cmap].with_extremes(bad="white")
     t_name = "target" + (" (observed sky)" if data.get("mask_map") is not None else "")
     s_name = "sample 1" + (" (completed)" if data.get("constrained") else "")
     for ax, u, name in ((axes[0, 0], data["show_t"], t_name), (axes[0, 1], data["show_s"], s_name)):
-        img = ax.imshow(_project(u, pixels), cmap=cmap, vmin=vmin, vmax=vmax,
+        img = ax.imshow(project(u, pixels), cmap=colours, vmin=vmin, vmax=vmax,
                         interpolation="nearest")
-        img.cmap.set_bad("white")
         ax.set_axis_off()
         ax.set_title(f"{name} (units of target std)", fontsize=9)
     fig.colorbar(img, ax=axes[0, :2].tolist(), orientation="horizontal", fraction=0.05, pad=0.02)

@@ -139,7 +139,7 @@ class _Session:
                 target.flm, steps=sy.steps, panels=min(rd.panels, sy.count),
                 show_target=rd.show_target, show_loss=rd.show_loss, width=rd.width,
                 cmap=rd.cmap, nside=rd.nside, title=exp.experiment.name, mask=target.mask_map,
-                constrained=sy.constrained)
+                constrained=sy.constrained, colors=rd.colors)
         self.frames: list[Path] = list(frames)
         self.last_drawn = last_drawn
 

@@ -45,3 +45,11 @@ needs_s2scat = pytest.mark.skipif(
     not HAVE_S2SCAT, reason="reference package s2scat 0.0.3 not importable (CI installs it in a "
     "separate environment: see .ci/run)")
 needs_s2wav = pytest.mark.skipif(not HAVE_S2WAV, reason="s2wav 1.0.4 not importable")
+
+
+@pytest.fixture(scope="session")
+def lognormal16():
+    """The standardised lognormal demo target at L = 16 (seed 1): small synthesis and frames."""
+    from synthesis.targets import demo, standardise
+
+    return standardise(demo.lognormal(16, seed=1))

@@ -123,7 +123,9 @@ def test_run_writes_every_promised_file(tmp_path, capsys):
     assert cfg.load(out / "config.toml").statistics.L == 16
     assert (out / "history.csv").read_text().splitlines()[0] == "step,mean_loss"
     assert not list(out.glob(".*tmp-*"))
-    assert "wrote" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "wrote" in printed.out
+    assert "steps/s" not in printed.err  # --quiet: no progress bar
 
 
 def test_interrupted_run_keeps_frames_and_is_marked_partial(tmp_path, monkeypatch):

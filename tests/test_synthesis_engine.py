@@ -27,8 +27,12 @@ SMALL = dict(L=L, N=3, J_min=2, mode="ducc", isotropic=True, count=2, chunk=25)
     ("lbfgs", 100, {}),
     ("adam", 300, {"learning_rate": 0.1, "schedule": "cosine"}),
 ])
-def test_loss_drops_1000x(target, optimizer, steps, extra):
-    r = engine.synthesize(target, optimizer=optimizer, steps=steps, **SMALL, **extra)
+def test_loss_drops_1000x(target, optimizer, steps, extra, capsys):
+    r = engine.synthesize(target, optimizer=optimizer, steps=steps, progress=True, **SMALL,
+                          **extra)
+    bar = capsys.readouterr().err  # not a terminal: whole lines, the last at the last step
+    assert "\r" not in bar and bar.splitlines()[-1].startswith(f"{optimizer}: 100%")
+    assert f"{steps}/{steps}" in bar and "steps/s" in bar and "of start)" in bar
     assert r.steps == steps and r.stopped == "steps"
     assert np.all(r.final_loss <= 1e-3 * r.initial_loss), r.final_loss / r.initial_loss
     assert r.history.shape == (steps + 1,)
