@@ -22,6 +22,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import ctypes
+import ctypes.util
 import functools
 import os
 import threading
@@ -56,6 +57,59 @@ def _start_worker():
     setter = _openblas_local()
     if setter is not None:
         setter(1)
+
+
+#: Bytes kept for a C ``fenv_t`` (32 on x86-64 glibc, 8 on AArch64): room to spare.
+_FENV_BYTES = 256
+
+
+@functools.lru_cache(maxsize=None)
+def _fenv_functions():
+    """libm's ``fegetenv`` and ``fesetenv``, or None where they are not found."""
+    try:
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        return libm.fegetenv, libm.fesetenv
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+def float_environment():
+    """The calling thread's floating-point environment (``fegetenv``: the rounding mode and,
+    in SSE's MXCSR or AArch64's FPCR, whether denormal numbers are flushed to zero), or None.
+
+    XLA flushes denormals to zero in the threads that run a computation, host callbacks
+    included, and a fresh thread does not; a task handed to a worker runs in its caller's
+    environment (:func:`run`, :class:`.schedule._Calls`), so that its result does not depend
+    on the thread that happened to run it (Legendre recursions reach denormal values at high
+    ``m``: the same call gave results 1e-17 apart on two threads, which L-BFGS amplified into
+    runs that were not reproducible)."""
+    functions = _fenv_functions()
+    if functions is None:
+        return None
+    env = ctypes.create_string_buffer(_FENV_BYTES)
+    return env if functions[0](env) == 0 else None
+
+
+@contextlib.contextmanager
+def in_float_environment(env):
+    """Run the block in the floating-point environment ``env`` (from
+    :func:`float_environment`; None: as it is), the thread's own restored after."""
+    functions = _fenv_functions()
+    if env is None or functions is None:
+        yield
+        return
+    own = ctypes.create_string_buffer(_FENV_BYTES)
+    functions[0](own)
+    functions[1](env)
+    try:
+        yield
+    finally:
+        functions[1](own)
+
+
+def _in(env, task):
+    with in_float_environment(env):
+        return task()
 
 
 @contextlib.contextmanager
@@ -109,12 +163,14 @@ def pool() -> concurrent.futures.ThreadPoolExecutor:
 
 def run(tasks) -> list:
     """Run callables side by side, the first in the calling thread and the others on the
-    pool; their results in order. All run in the calling thread if there is one task or one
+    pool, in the caller's floating-point environment (:func:`float_environment`); their
+    results in order. All run in the calling thread if there is one task or one
     core, or if the caller is a worker (a worker waiting on the pool could wait for ever) or
     one of the tasks of a ``run`` (the other cores are busy with the others)."""
     if len(tasks) <= 1 or cores() == 1:
         return [task() for task in tasks]
-    futures = [pool().submit(task) for task in tasks[1:]]
+    env = float_environment()
+    futures = [pool().submit(_in, env, task) for task in tasks[1:]]
     with sharing():
         first = tasks[0]()
     return [first] + [future.result() for future in futures]

@@ -74,16 +74,18 @@ class _Calls(list):
                 alive.append(worker)
         self._workers = alive
         pool = host_threads.pool()
-        self._workers += [pool.submit(self._drain)
+        env = host_threads.float_environment()  # the workers run the calls as this thread would
+        self._workers += [pool.submit(self._drain, env)
                           for _ in range(host_threads.THREADS - 1 - len(self._workers))]
 
-    def _drain(self):
-        while True:
-            try:
-                call = self._queue.popleft()
-            except IndexError:
-                return
-            call(nthreads=1)
+    def _drain(self, env=None):
+        with host_threads.in_float_environment(env):
+            while True:
+                try:
+                    call = self._queue.popleft()
+                except IndexError:
+                    return
+                call(nthreads=1)
 
     def run(self):
         if len(self) == 1 and not self._queue and not self._workers:
