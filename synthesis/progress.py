@@ -74,7 +74,8 @@ class ProgressBar:
             file=self.stream if self.tty else _Lines(self.stream),
             mininterval=0.1 if self.tty else self.interval, miniters=0, leave=True,
             dynamic_ncols=self.tty, ascii=None if self.tty else True,
-            bar_format="{l_bar}{bar:%d}{r_bar}" % self.width)
+            bar_format="{l_bar}{bar:%d}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, "
+                       "{rate_noinv_fmt}{postfix}]" % self.width)  # steps/s, also below 1
 
     def update(self, step: int, loss: float, initial: float, rate: float | None, *,
                final: bool = False) -> None:
