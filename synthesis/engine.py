@@ -47,7 +47,8 @@ from s2scat_core import harmonics
 from s2scat_core._checks import check_int
 
 from . import loss as loss_terms
-from . import checkpoint, loop, optim, params
+from . import checkpoint, inputs, loop, optim, params
+from . import devices as devices_mod
 from .loss import covariance_loss, weight_vector
 from .loop import Diverged
 
@@ -92,17 +93,18 @@ class Progress:
     _x: jax.Array
     _op: object
     _consts: object
+    _count: int | None = None  # the real samples among _x's rows (the rest: padding)
 
     def samples(self) -> np.ndarray:
         """The current samples, ``(count, L, 2L-1)`` complex (computed on demand; completed
         fields when constrained, the first fields of pairs)."""
-        return _samples(self._op, self._x, self._consts)
+        return _samples(self._op, self._x, self._consts)[:self._count]
 
     def free(self) -> np.ndarray:
         """The current free fields (``(count, L, 2L-1)``): a constrained run's masked region
         comes from them, a pair's second fields are them; otherwise :meth:`samples`."""
         other = _view(self._op, jnp.asarray(self._x), self._consts)[1]
-        return np.asarray(harmonics.full_from_half(other))
+        return devices_mod.to_host(harmonics.full_from_half(other))[:self._count]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +120,7 @@ class SynthesisResult:
     with ``constrained``, the free fields whose masked region completes the target (``samples``
     are then the completed fields' coefficients, by the GL quadrature), else ``None``.
     ``second (count, L, 2L-1)``: a pair's second fields (``samples`` the first), else ``None``.
+    ``devices``: how many devices the batch was sharded over (:mod:`synthesis.devices`).
     """
 
     samples: np.ndarray
@@ -129,6 +132,7 @@ class SynthesisResult:
     wall_time: float
     free: np.ndarray | None = None
     second: np.ndarray | None = None
+    devices: int = 1
 
     @property
     def steps(self) -> int:
@@ -181,6 +185,8 @@ class _Consts(NamedTuple):
     observed_sky: object = None  # constrained: the mask's MaskWeights (the goal: the completed
     #                             map's own observed-sky statistics)
     second: _Second | None = None  # a pair: x (B, 2 fields, 2, L, L)
+    padding: tuple | None = None  # sharded batch padded: (present (B,) 1/0, fill (B, ...)):
+    #                              a padded row's loss reads its fill, times 0 (devices.Batch)
 
 
 def _field(op, xi, consts: _Consts):
@@ -230,23 +236,43 @@ def _view(op, x, consts: _Consts):
 
 
 def _samples(op, x, consts) -> np.ndarray:
-    return np.asarray(harmonics.full_from_half(_view(op, jnp.asarray(x), consts)[0]))
+    return devices_mod.to_host(harmonics.full_from_half(_view(op, jnp.asarray(x), consts)[0]))
 
 
-def _chunk(op, carry: _Carry, consts: _Consts, budget, *, step_fn, length: int):
+def _batch_losses(op, x, consts: _Consts, devices: devices_mod.Devices):
+    """``(B,)`` loss of each sample of ``x (B, ...)``, each device its own samples
+    (:meth:`synthesis.devices.Devices.batch_map`); a padded row's is its fill's."""
+    shared = consts._replace(padding=None)
+    if consts.padding is None:
+        return devices.batch_map(lambda xi, o, c: _sample_loss(o, xi, c), x, op, shared)
+
+    def one(row, o, c):
+        xi, present, fill = row  # where: the gradient to a padded row is an exact 0
+        return _sample_loss(o, jnp.where(present > 0, xi, fill), c)
+
+    return devices.batch_map(one, (x, *consts.padding), op, shared)
+
+
+def _chunk(op, carry: _Carry, consts: _Consts, budget, *, step_fn, length: int,
+           batch: devices_mod.Batch | None = None):
     """``length`` optimisation steps (those with ``step < budget``), then the losses at the end.
 
     Returns ``(carry, values (length,), taken (length,), final (B,))``: ``values[t]`` the mean
-    loss over the batch before step ``t`` of the chunk, ``taken[t]`` whether that step ran,
-    ``final`` the loss of each sample after the chunk.
+    loss over the real samples before step ``t`` of the chunk, ``taken[t]`` whether that step
+    ran, ``final`` the loss of each sample after the chunk. ``batch``: the samples sharded
+    over a mesh (``None``: one device); a padded row's loss counts 0.
     """
-    def sample_loss(xi):
-        return _sample_loss(op, xi, consts)
+    devices = batch.devices if batch is not None else devices_mod.Devices(None, 1, "")
+
+    def losses(x):
+        return _batch_losses(op, x, consts, devices)
 
     def total(x):
-        return jnp.sum(jax.vmap(sample_loss)(x))
+        if consts.padding is None:
+            return jnp.sum(losses(x))
+        return jnp.sum(consts.padding[0] * losses(x))
 
-    count = carry.x.shape[0]
+    count = carry.x.shape[0] if batch is None else batch.count
 
     def take(c: _Carry):
         x, state, value = step_fn(c.x, c.state, total)
@@ -266,16 +292,19 @@ def _chunk(op, carry: _Carry, consts: _Consts, budget, *, step_fn, length: int):
         return jax.lax.cond((c.step < budget) & ~c.done, take, skip, c)
 
     carry, (values, taken) = jax.lax.scan(body, carry, None, length=length)
-    return carry, values, taken, jax.vmap(sample_loss)(carry.x)
+    if batch is not None:
+        carry = batch.constrain(carry, carry.x.shape)
+    return carry, values, taken, losses(carry.x)
 
 
 @functools.lru_cache(maxsize=16)
-def _chunk_function(spec: optim.OptimizerSpec, length: int):
+def _chunk_function(spec: optim.OptimizerSpec, length: int, batch=None):
     """The jitted chunk of ``length`` steps of ``spec``'s optimiser: one function per
-    ``(spec, length)``, so runs alike in one process (a resumed one too) share its compilations
-    (the operator, target and carry are arguments; their shapes key the cache)."""
+    ``(spec, length, batch)``, so runs alike in one process (a resumed one too) share its
+    compilations (the operator, target and carry are arguments; their shapes key the cache)."""
     opt = optim.build(spec)
-    return jax.jit(functools.partial(_chunk, step_fn=optim.make_step(spec, opt), length=length))
+    return jax.jit(functools.partial(_chunk, step_fn=optim.make_step(spec, opt), length=length,
+                                     batch=batch))
 
 
 def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "lbfgs",
@@ -289,7 +318,7 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
                cross_weight: float = 1.0, callback: Callable[[Progress], bool | None] | None = None,
                progress: bool = False, op=None, checkpoint=None,
                checkpoint_every: int | None = None, checkpoint_seconds: float = 60.0,
-               checkpoint_info=None) -> SynthesisResult:
+               checkpoint_info=None, devices="all") -> SynthesisResult:
     """Synthesise ``count`` real fields whose scattering covariances match the target's.
 
     Args:
@@ -342,6 +371,9 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
             (and 20 times as long as it took); and at the end. :func:`resume` continues
             from it.
         checkpoint_info: a JSON-able dict (or a function returning one) stored with it.
+        devices: ``"all"`` or ``N``: the batch is sharded over that many of JAX's devices
+            (:mod:`synthesis.devices`; ``count`` is padded to a multiple of it, the padding
+            dropped); the samples equal a one-device run's to rounding (``1e-10``).
 
     Returns:
         :class:`SynthesisResult`.
@@ -355,7 +387,7 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
                    linesearch_steps=linesearch_steps, init=init, precondition=precondition,
                    weights=weights, tolerance=tolerance, chunk=chunk, apodisation=apodisation,
                    constrained=constrained, pdf_weight=pdf_weight, entry_weights=entry_weights,
-                   cross_weight=cross_weight)
+                   cross_weight=cross_weight, devices=devices)
     plan = loop.Plan.make(checkpoint, checkpoint_every, checkpoint_seconds, checkpoint_info)
     start = time.perf_counter()
     if op is None:  # built by _prepare once the arguments are checked
@@ -368,7 +400,8 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
 
 def resume(path, *, callback: Callable[[Progress], bool | None] | None = None,
            progress: bool = False, op=None, checkpoint_every: int | None = None,
-           checkpoint_seconds: float | None = None, checkpoint_info=None) -> SynthesisResult:
+           checkpoint_seconds: float | None = None, checkpoint_info=None,
+           devices=None) -> SynthesisResult:
     """Continue the run whose checkpoint is ``path`` (written by :func:`synthesize` with
     ``checkpoint=path``) to its step budget, checkpointing to the same file.
 
@@ -378,7 +411,9 @@ def resume(path, *, callback: Callable[[Progress], bool | None] | None = None,
     backend and device count the result equals, bit for bit, that of a run never interrupted.
     A finished run (step budget or tolerance reached) is returned as it stands.
     ``checkpoint_every``, ``checkpoint_seconds``: as for :func:`synthesize` (default: the
-    run's); ``checkpoint_info``: replaces the stored ``info`` (default: kept).
+    run's); ``checkpoint_info``: replaces the stored ``info`` (default: kept); ``devices``: as
+    for :func:`synthesize` (default: the run's setting). On another device count the run goes
+    on (the checkpoint holds the real samples only; the padding is redone), equal to rounding.
     """
     start = time.perf_counter()
     saved = checkpoint.read(path)
@@ -395,6 +430,8 @@ def resume(path, *, callback: Callable[[Progress], bool | None] | None = None,
     seconds = plan_args["seconds"] if checkpoint_seconds is None else checkpoint_seconds
     info = saved.info if checkpoint_info is None else checkpoint_info
     arrays = saved.arrays
+    if devices is not None:
+        args["devices"] = devices
     problem = _prepare(arrays["target_flm"], L, op, mask=arrays.get("mask"),
                        second_flm=arrays.get("second_flm"), **args)
     plan = loop.Plan.make(path, every, seconds, info)
@@ -416,63 +453,63 @@ class _Problem:
     pair: bool
     arguments: dict       # what :func:`resume` needs to rebuild this problem (JSON)
     arrays: dict          # target_flm, mask, second_flm
+    batch: devices_mod.Batch | None = None  # how the samples are sharded and padded
+    begin: Callable | None = None  # seed -> (carry, padding): a fresh start (reseeded)
+
+    def reseeded(self, seed: int) -> "_Problem":
+        """The same problem from ``seed``'s starting noise: the same target statistics,
+        operator and compiled chunk (mocks: many batches, one compilation)."""
+        carry, padding = self.begin(seed)
+        return dataclasses.replace(self, carry=carry, consts=self.consts._replace(
+            padding=padding), arguments={**self.arguments, "seed": seed})
+
+    @property
+    def count(self) -> int:
+        """The real samples (``carry`` may hold padded rows after them)."""
+        return self.arguments["count"]
+
+    def scalar(self, value) -> jax.Array:
+        """A float64 scalar argument of the compiled chunk, on its devices."""
+        return self.batch.devices.scalar(value) if self.batch else jnp.asarray(value, jnp.float64)
+
+    def losses(self, values) -> np.ndarray:
+        """``(count,)`` host copy of the real samples' entries of ``values (B,)``."""
+        return devices_mod.to_host(values)[:self.count]
 
     def progress(self, step, losses, history, elapsed, carry, consts) -> Progress:
         return Progress(step, self.steps, losses, np.asarray(history), elapsed, carry.x,
-                        self.op, consts)
+                        self.op, consts, self.count)
 
     def result(self, carry, consts, history, per_sample, timeline, stopped, wall):
         halves, other = _view(self.op, carry.x, consts)
-        samples = np.asarray(harmonics.full_from_half(halves))
-        other = np.asarray(harmonics.full_from_half(other))
+        samples = devices_mod.to_host(harmonics.full_from_half(halves))[:self.count]
+        other = devices_mod.to_host(harmonics.full_from_half(other))[:self.count]
         timeline = np.asarray(timeline[:len(per_sample)], float).reshape(-1, 2)
         return SynthesisResult(samples, np.asarray(history), np.stack(per_sample), timeline,
                                stopped, self.op.config.mode, wall,
-                               other if self.constrained else None, other if self.pair else None)
+                               other if self.constrained else None, other if self.pair else None,
+                               self.batch.devices.count if self.batch else 1)
 
 
 def _prepare(target_flm, L, op, *, optimizer, steps, count, seed, learning_rate, schedule,
              final_lr_fraction, memory, linesearch_steps, init, precondition, weights, tolerance,
              chunk, mask, apodisation, constrained, pdf_weight, entry_weights, second_flm,
-             cross_weight) -> _Problem:
+             cross_weight, devices="all") -> _Problem:
     """Check the arguments (:func:`synthesize`), compute the target statistics, the starting
     point and the optimiser; nothing is compiled here. ``op``: the operator, or a
-    ``functools.partial`` that builds it (called after the checks)."""
-    L = check_int("L", L, minimum=2)
-    count = check_int("count", count, minimum=1)
-    steps = check_int("steps", steps, minimum=0)
-    seed = check_int("seed", seed, minimum=0)
-    chunk = check_int("chunk", chunk, minimum=1)
-    if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < 1):
-        raise ValueError(f"tolerance must be a number in [0, 1), got {tolerance!r}")
-    if init not in ("power", "white"):
-        raise ValueError(f"init must be 'power' or 'white', got {init!r}")
-    if not (isinstance(pdf_weight, (int, float)) and np.isfinite(pdf_weight) and pdf_weight >= 0):
-        raise ValueError(f"pdf_weight must be a number >= 0, got {pdf_weight!r}")
-    if entry_weights not in ("auto", "none"):
-        raise ValueError(f"entry_weights must be 'auto' or 'none', got {entry_weights!r}")
-    members = _check_target(target_flm, L)
-    if not (isinstance(cross_weight, (int, float)) and np.isfinite(cross_weight)
-            and cross_weight >= 0):
-        raise ValueError(f"cross_weight must be a number >= 0, got {cross_weight!r}")
-    if second_flm is not None:
-        if members.shape[0] > 1:
-            raise ValueError("a pair (second_flm) is synthesised from one target pair, not an "
-                             "ensemble")
-        if constrained:
-            raise ValueError("constrained synthesis completes one field, not a pair (second_flm)")
-        second = _check_target(second_flm, L, name="second_flm")
-    if constrained and mask is None:
-        raise ValueError("constrained synthesis needs a mask (the observed pixels to keep)")
-    if constrained and members.shape[0] > 1:
-        raise ValueError(f"constrained synthesis completes one target, got an ensemble of "
-                         f"{members.shape[0]}")
-    if isinstance(learning_rate, bool) or not np.isfinite(_number(learning_rate)):
-        raise ValueError(f"learning_rate must be a finite number, got {learning_rate!r}")
+    ``functools.partial`` that builds it (called after the checks). With several devices the
+    starting point, optimiser state, operator and constants are placed on the mesh
+    (:class:`synthesis.devices.Batch`)."""
+    L, count, steps, seed, chunk = inputs.check_options(
+        L=L, count=count, steps=steps, seed=seed, chunk=chunk, tolerance=tolerance, init=init,
+        pdf_weight=pdf_weight, entry_weights=entry_weights, cross_weight=cross_weight,
+        learning_rate=learning_rate)
+    members, second = inputs.check_targets(target_flm, L, second_flm, mask, constrained)
     spec = optim.OptimizerSpec(optimizer, float(learning_rate), schedule, float(final_lr_fraction),
                                steps, check_int("memory", memory, minimum=1),
                                check_int("linesearch_steps", linesearch_steps, minimum=1))
     w = weight_vector(weights)
+    mesh = devices_mod.resolve(devices)
     if isinstance(op, functools.partial):
         op = op()
     if op.config.L != L:
@@ -487,9 +524,8 @@ def _prepare(target_flm, L, op, *, optimizer, steps, count, seed, learning_rate,
              if entry_weights == "auto" and members.shape[0] >= 3 else None)
     power = params.power_spectrum(members).mean(axis=0)
     scale = params.scales_from_power(power, precondition)
-    x0 = params.initial(jax.random.key(seed), count, L, power, scale, init)
     completion = pdf = None
-    observed = None if mask is None else _masks_on_grid(mask, L)
+    observed = None if mask is None else inputs.masks_on_grid(mask, L)
     if constrained:
         completion = (jnp.asarray(observed), op.to_map(members[0]))
     if pdf_weight > 0:
@@ -511,17 +547,27 @@ def _prepare(target_flm, L, op, *, optimizer, steps, count, seed, learning_rate,
                        jnp.asarray(scale_g), pdf_g,
                        tuple(op.cross(members[0], g, norm=(norm, norm_g), mask=prepared)),
                        jnp.asarray(cw))
-        keys = jax.random.split(jax.random.key(seed))
-        x0 = jnp.stack([params.initial(keys[0], count, L, power, scale, init),
-                        params.initial(keys[1], count, L, power_g, scale_g, init)], axis=1)
     opt = optim.build(spec)
-    carry = _strong(_Carry(x0, opt.init(x0), jnp.asarray(0), jnp.asarray(False),
-                           jnp.asarray(jnp.nan)))
-    consts = _strong(_Consts(norm, target_cov, w, jnp.asarray(scale), jnp.asarray(jnp.inf),
-                             jnp.asarray(float(tolerance)), entry, completion, pdf,
-                             jnp.asarray(float(pdf_weight)),
-                             prepared if constrained else None, pair))
-    run_chunk = _chunk_function(spec, chunk)
+    batch = devices_mod.Batch.of(mesh, count)
+
+    def begin(seed):  # the start of the seed's samples: (carry, padding), placed
+        if pair is None:
+            x0 = params.initial(jax.random.key(seed), count, L, power, scale, init)
+        else:
+            keys = jax.random.split(jax.random.key(seed))
+            x0 = jnp.stack([params.initial(keys[0], count, L, power, scale, init),
+                            params.initial(keys[1], count, L, power_g, scale_g, init)], axis=1)
+        padding, x0 = batch.padding(x0), batch.pad(x0)  # zero rows: their loss reads the fill
+        return batch.place(_strong(_Carry(x0, opt.init(x0), jnp.asarray(0), jnp.asarray(False),
+                                          jnp.asarray(jnp.nan))), x0.shape), padding
+
+    carry, padding = begin(seed)
+    consts = mesh.replicate(_strong(_Consts(
+        norm, target_cov, w, jnp.asarray(scale), jnp.asarray(jnp.inf),
+        jnp.asarray(float(tolerance)), entry, completion, pdf, jnp.asarray(float(pdf_weight)),
+        prepared if constrained else None, pair)))._replace(padding=padding)
+    run_chunk = (_chunk_function(spec, chunk) if mesh.mesh is None
+                 else _chunk_function(spec, chunk, batch))
     arguments = dict(
         L=L, operator=dataclasses.asdict(op.config), optimizer=optimizer, steps=steps,
         count=count, seed=seed, learning_rate=float(learning_rate), schedule=schedule,
@@ -530,52 +576,15 @@ def _prepare(target_flm, L, op, *, optimizer, steps, count, seed, learning_rate,
         weights=None if weights is None else {k: float(v) for k, v in weights.items()},
         tolerance=float(tolerance), chunk=chunk, apodisation=apodisation,
         constrained=bool(constrained), pdf_weight=float(pdf_weight),
-        entry_weights=entry_weights, cross_weight=float(cross_weight))
+        entry_weights=entry_weights, cross_weight=float(cross_weight),
+        devices=devices if isinstance(devices, (str, int)) else mesh.count)
     arrays = {"target_flm": np.asarray(members), "mask": None if mask is None else
               np.asarray(mask), "second_flm": None if pair is None else np.asarray(second[0])}
-    return _Problem(op, consts, carry, run_chunk, steps, optimizer, bool(constrained),
-                    pair is not None, arguments, arrays)
-
-
-def _masks_on_grid(mask, L):
-    """The mask as the ``(L, 2L-1)`` array ``op.mask`` checks (the same checks, named)."""
-    from s2scat_core.masks import check_mask
-
-    return check_mask(mask, L)
+    return _Problem(mesh.replicate(op), consts, carry, run_chunk, steps, optimizer,
+                    bool(constrained), pair is not None, arguments, arrays, batch, begin)
 
 
 def _strong(tree):
     """The same arrays without weak types, so that the outputs of a chunk (strongly typed)
     can be fed back without a second compilation."""
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), tree)
-
-
-def _number(value) -> float:
-    """``float(value)``, NaN for what is not a number."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _check_target(target_flm, L, name="target_flm") -> jax.Array:
-    """``(M, L, 2L-1)``: the target (``M = 1``) or the ensemble's members, checked, truncated."""
-    flm = np.asarray(target_flm)
-    single = flm.ndim == 2
-    if single:
-        flm = flm[None]
-    if flm.ndim != 3 or flm.shape[2] != 2 * flm.shape[1] - 1 or flm.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (L0, 2L0-1) or (M, L0, 2L0-1), got "
-                         f"{np.shape(target_flm)}")
-    if flm.shape[1] < L:
-        raise ValueError(f"{name} has band-limit {flm.shape[1]} < L={L}")
-    if not np.all(np.isfinite(flm)):
-        raise ValueError(f"{name} must be finite")
-    for i, f in enumerate(flm):
-        where = "" if single else f" (member {i})"
-        if not harmonics.is_hermitian(f, rtol=1e-8):
-            raise ValueError(f"{name} must be the coefficients of a real field "
-                             f"(Hermitian){where}")
-        if not np.any(harmonics.truncate(f, L)[1:]):
-            raise ValueError(f"{name} has no power at 1 <= l < L{where}")
-    return jnp.asarray(harmonics.truncate(flm.astype(np.complex128), L))
