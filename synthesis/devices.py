@@ -38,6 +38,8 @@ __all__ = ["AXIS", "Batch", "Devices", "agree", "assigned", "initialize", "proce
 
 #: Name of the mesh's one axis, along which samples are sharded.
 AXIS = "batch"
+#: Backends whose transforms call back to the host (``jax.pure_callback``): see :func:`resolve`.
+CALLBACK_MODES = ("ducc",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,23 +104,43 @@ def _is_array(a) -> bool:
     return isinstance(a, (jax.Array, np.ndarray, np.generic))
 
 
-def resolve(devices="all", *, local: bool = False, name: str = "devices") -> Devices:
+def resolve(devices="all", *, local: bool = False, name: str = "devices",
+            callbacks: bool = False) -> Devices:
     """``devices``: ``"all"`` or a number ``N >= 1`` of JAX's devices (``local``: this
     process's ``jax.local_devices()``, else ``jax.devices()``: every process's after
     :func:`initialize`); a :class:`Devices` is returned as it is. ``ValueError`` naming
-    ``name`` when ``N`` is more than JAX sees."""
+    ``name`` when ``N`` is more than JAX sees.
+
+    ``callbacks``: the computation calls back to the host (the ``ducc`` backend). JAX stages a
+    callback's arguments on the first CPU device (``jax.pure_callback`` puts them there);
+    when that device is also one of the mesh's CPU devices, busy with its own share, a callback
+    of another device can wait for it for ever (seen with forced host devices at L = 64). So
+    on the CPU with several devices the first one is left out of the mesh: it stages the
+    callbacks' arguments (``N`` forced host devices give ``N - 1`` to shard over; a process
+    with one CPU device keeps it: it stages its own callbacks, as on one device).
+    """
     if isinstance(devices, Devices):
         return devices
     pool = jax.local_devices() if local else jax.devices()
     platform = pool[0].platform
+    staged = False
+    if callbacks and platform == "cpu":  # each process's first CPU device, if it has others
+        owned = {}
+        for d in pool:
+            owned.setdefault(d.process_index, []).append(d)
+        staging = {min(ds, key=lambda d: d.id) for ds in owned.values() if len(ds) > 1}
+        staged = bool(staging)
+        pool = [d for d in pool if d not in staging]
     if devices == "all":
         n = len(pool)
     elif isinstance(devices, (int, np.integer)) and not isinstance(devices, bool) and devices >= 1:
         n = int(devices)
         if n > len(pool):
-            raise ValueError(f"{name} = {n}, but JAX sees {len(pool)} {platform} device(s) "
-                             f"(use \"all\" or at most {len(pool)}; forced CPU devices: "
-                             f"XLA_FLAGS=--xla_force_host_platform_device_count={n})")
+            spare = " besides the one that stages ducc's host callbacks" if staged else ""
+            raise ValueError(f"{name} = {n}, but JAX sees {len(pool)} {platform} device(s)"
+                             f"{spare} (use \"all\" or at most {len(pool)}; forced CPU devices: "
+                             f"XLA_FLAGS=--xla_force_host_platform_device_count="
+                             f"{n + 1 if spare else n})")
     else:
         raise ValueError(f"{name} must be \"all\" or a number >= 1, got {devices!r}")
     mesh = Mesh(np.array(pool[:n]), (AXIS,)) if n > 1 else None
@@ -281,11 +303,22 @@ def writer() -> bool:
 
 
 def initialize() -> tuple[int, int]:
-    """``jax.distributed.initialize()`` with its arguments from the environment (SLURM, Open
-    MPI, or ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``); returns
-    ``(process_index, process_count)``. A failure is a ``ValueError`` in one line."""
+    """``jax.distributed.initialize()`` with its arguments from the environment: JAX detects
+    SLURM and Open MPI itself and reads ``JAX_COORDINATOR_ADDRESS``; ``JAX_NUM_PROCESSES`` and
+    ``JAX_PROCESS_ID``, when set, are passed on (elsewhere, e.g. processes started by hand).
+    Returns ``(process_index, process_count)``. A failure is a ``ValueError`` in one line."""
+    import os
+
+    given = {}
+    for key, name in (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID")):
+        if os.environ.get(name):
+            try:
+                given[key] = int(os.environ[name])
+            except ValueError:
+                raise ValueError(f"--distributed: {name} must be an integer, got "
+                                 f"{os.environ[name]!r}") from None
     try:
-        jax.distributed.initialize()
+        jax.distributed.initialize(**given)
     except (RuntimeError, ValueError) as err:
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"--distributed: jax.distributed.initialize() failed: {text} (run "

@@ -133,7 +133,6 @@ def encode(paths, *, L: int = 64, N: int = 3, J_min: int = 0, isotropic: bool = 
     missing = next((p for p in paths if not Path(p).is_file()), None)
     if missing is not None:  # before hours of encoding
         raise ValueError(f"input: {missing} does not exist")
-    mesh = devices_mod.resolve(devices, name="--devices")
     mask_map = grid = None
     if mask is not None:
         from .targets import masks
@@ -142,6 +141,8 @@ def encode(paths, *, L: int = 64, N: int = 3, J_min: int = 0, isotropic: bool = 
         grid = masks.on_gl_grid(mask_map, L)
     op = s2scat_core.build(L, N, J_min, mode=resolve_mode(mode, L), isotropic=isotropic,
                            delta_j=delta_j, same_scale=same_scale)
+    mesh = devices_mod.resolve(devices, name="--devices",
+                               callbacks=op.config.mode in devices_mod.CALLBACK_MODES)
     prepared = None
     if grid is not None:
         try:

@@ -27,6 +27,10 @@ relative tolerance (mean loss ``<= tolerance *`` initial mean loss), a callback 
 ``True`` or Ctrl-C end the run; on Ctrl-C the result holds the last complete chunk and
 ``stopped == "interrupted"``. A loss that turns NaN or infinite raises :class:`Diverged`.
 
+Devices (:mod:`synthesis.devices`): with several, the per-sample losses are computed under
+``jax.shard_map`` (each device its own samples), ``x`` and the batch-shaped optimiser state
+split over the mesh, ``count`` padded with rows whose loss counts 0 and whose gradient is 0.
+
 Checkpoints: with ``checkpoint=path`` the run's state is written between chunks
 (:mod:`synthesis.checkpoint`); :func:`resume` rebuilds the problem from the file (:func:`_prepare`,
 the same as a fresh run) and continues with the same compiled chunk: same samples, bit for bit.
@@ -509,11 +513,11 @@ def _prepare(target_flm, L, op, *, optimizer, steps, count, seed, learning_rate,
                                steps, check_int("memory", memory, minimum=1),
                                check_int("linesearch_steps", linesearch_steps, minimum=1))
     w = weight_vector(weights)
-    mesh = devices_mod.resolve(devices)
     if isinstance(op, functools.partial):
         op = op()
     if op.config.L != L:
         raise ValueError(f"op was built for L={op.config.L}, not L={L}")
+    mesh = devices_mod.resolve(devices, callbacks=op.config.mode in devices_mod.CALLBACK_MODES)
 
     # Target statistics (the members' mean) and the starting point.
     prepared = None if mask is None else op.mask(mask, apodisation)

@@ -70,17 +70,15 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _check_folder(out_dir: Path, text: str, lead: bool) -> None:
-    """``out_dir`` holds this experiment's mocks or none; process 0 writes ``config.toml``."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir}: is a file, not a folder")
+def _check_folder(out_dir: Path, text: str) -> None:
+    """``out_dir`` is a folder (or nothing yet) holding this experiment's mocks or none."""
+    for path in (out_dir, *out_dir.parents):
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"--out {out_dir}: {str(path)!r} is a file, not a folder")
     config = out_dir / "config.toml"
-    if config.is_file():
-        if config.read_text(encoding="utf-8") != text:
-            raise ValueError(f"--out {out_dir}: holds the mocks of another experiment "
-                             f"({config} differs); choose another --out")
-    elif lead:
-        write_text(config, text)
+    if config.is_file() and config.read_text(encoding="utf-8") != text:
+        raise ValueError(f"--out {out_dir}: holds the mocks of another experiment "
+                         f"({config} differs); choose another --out")
 
 
 def run_mocks(exp: cfg.Experiment, out: str | Path, batches: int, *, start: int = 0,
@@ -93,9 +91,12 @@ def run_mocks(exp: cfg.Experiment, out: str | Path, batches: int, *, start: int 
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     out_dir = Path(out)
     lead = devices_mod.writer()
+    mode = engine.resolve_mode(exp.statistics.mode, exp.statistics.L)
     devices = devices_mod.resolve(exp.synthesis.devices, local=distributed,
-                                  name="synthesis.devices")
-    _check_folder(out_dir, cfg.to_toml(exp), lead)
+                                  name="synthesis.devices",
+                                  callbacks=mode in devices_mod.CALLBACK_MODES)
+    text = cfg.to_toml(exp)
+    _check_folder(out_dir, text)
     mine = list(range(start, start + batches))
     if distributed:
         mine = devices_mod.assigned(mine, *devices_mod.process())
@@ -108,7 +109,9 @@ def run_mocks(exp: cfg.Experiment, out: str | Path, batches: int, *, start: int 
     if not todo:
         return outcome
     quiet = dataclasses.replace(exp, render=dataclasses.replace(exp.render, enabled=False))
-    session = _Session(quiet, out_dir, log)
+    session = _Session(quiet, out_dir, log)  # bad input fails here, before anything is written
+    if lead and not (out_dir / "config.toml").is_file():
+        write_text(out_dir / "config.toml", text)
     st, sy = exp.statistics, exp.synthesis
     log(f"[{name}] target: {session.target.description}; L={st.L} N={st.N} J_min={st.J_min} "
         f"mode={session.mode}; {len(todo)} batch(es) of {sy.count} sample(s), {sy.optimizer}, "

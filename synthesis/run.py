@@ -123,9 +123,11 @@ class _Session:
         self.exp, self.out_dir, self.log = exp, out_dir, log
         self.frames_dir = out_dir / "frames"
         self.lead = devices_mod.writer()  # process 0 (of several hosts) writes the files
-        devices_mod.resolve(sy.devices, name="synthesis.devices")  # too many: refused here
-        self.target = target = targets.load(exp.target, st.L)
         self.mode = engine.resolve_mode(st.mode, st.L)
+        self.callbacks = self.mode in devices_mod.CALLBACK_MODES
+        devices_mod.resolve(sy.devices, name="synthesis.devices",  # too many: refused here
+                            callbacks=self.callbacks)
+        self.target = target = targets.load(exp.target, st.L)
         self.op = s2scat_core.build(st.L, st.N, st.J_min, mode=self.mode,
                                     isotropic=st.isotropic, delta_j=st.delta_j or None,
                                     same_scale=st.same_scale)
@@ -271,7 +273,8 @@ def resume_experiment(out_dir: str | Path, *, progress: bool = True, log=_stderr
         write_text(config_file, text)
     env = saved.environment
     spec = saved.arguments.get("devices", "all") if devices is None else devices
-    now = devices_mod.resolve(spec, name="resume --devices" if devices else "synthesis.devices")
+    now = devices_mod.resolve(spec, name="resume --devices" if devices else "synthesis.devices",
+                              callbacks=session.callbacks)
     if (env.get("backend"), env.get("devices")) != (jax.default_backend(), now.count):
         log(f"[{name}] note: the checkpoint was written on {env.get('backend')} with "
             f"{env.get('devices')} device(s); continuing on {jax.default_backend()} with "
