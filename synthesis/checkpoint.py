@@ -29,12 +29,18 @@ The random state: the only random draw of a run is the initial noise, from
 state above is the whole run: resumed on the same backend and device count, the run ends
 with the same samples, bit for bit, as one never interrupted.
 
-Why ``.npz`` and not orbax-checkpoint: the state is a dozen arrays in one process on one host,
-and NumPy writes them exactly (every dtype, bit for bit) into one file that the project's
-atomic writer (:mod:`synthesis.io`) puts in place. orbax-checkpoint 0.12 brings tensorstore,
+A batch sharded over devices (:mod:`synthesis.devices`) is gathered to the host and its
+padded rows (zeros) are dropped: ``x`` and the optimiser's batch-shaped leaves hold the
+``count`` real samples, ``environment["devices"]`` the device count; :func:`restore` pads them
+again for the run that resumes (another device count continues equal to rounding).
+
+Why ``.npz`` and not orbax-checkpoint: the state is a dozen arrays, gathered to one host, and
+NumPy writes them exactly (every dtype, bit for bit) into one file that the project's atomic
+writer (:mod:`synthesis.io`) puts in place. orbax-checkpoint 0.12 brings tensorstore,
 protobuf, uvloop, msgpack and ten more packages, writes a folder per step, asynchronously,
-and is built for sharded arrays on many hosts, which this engine does not produce; a checkpoint
-it writes is not readable without it. ``np.load(allow_pickle=False)`` reads ours anywhere.
+and writes sharded arrays shard by shard across hosts, which a batch of samples (megabytes to
+a few GB) does not need; a checkpoint it writes is not readable without it.
+``np.load(allow_pickle=False)`` reads ours anywhere.
 """
 
 from __future__ import annotations

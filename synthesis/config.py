@@ -550,7 +550,7 @@ def schema_rows(cls=Experiment, prefix: str = ""):
             doc = f.metadata.get("doc", "")
             if f.metadata.get("choices"):
                 doc += f" (one of {', '.join(map(repr, f.metadata['choices']))})"
-            tp = "int | str" if hints[f.name] == int | str else hints[f.name].__name__
+            tp = "int or str" if hints[f.name] == int | str else hints[f.name].__name__
             yield key, tp, getattr(default, f.name), f.metadata.get("unit", ""), doc
 
 

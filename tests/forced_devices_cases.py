@@ -1,17 +1,19 @@
-"""Cases on 4 forced host devices, run by ``tests/test_devices.py`` in a pytest subprocess with
-``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (the flag must be set before JAX starts;
-the file name keeps it out of the ordinary collection).
+"""Cases on forced host devices, run by ``tests/test_devices.py`` in a pytest subprocess with
+``XLA_FLAGS=--xla_force_host_platform_device_count=5`` (the flag must be set before JAX starts;
+the file name keeps it out of the ordinary collection): the ``ducc`` backend shards over 4 of
+them (the first stages its host callbacks' arguments, :func:`synthesis.devices.resolve`),
+``precompute`` over any.
 
-Sharded runs equal unsharded ones to 1e-10 (both optimisers, count 3: padded, and 4), one
-compilation of the sharded chunk, resume on another device count, encode sharded and streamed,
-mocks sharded and skipping finished batches.
+Sharded runs equal unsharded ones to 1e-10 (both optimisers, count 3 on 4 devices: padded, and
+4), one compilation of the sharded chunk, resume on another device count, encode sharded and
+streamed, mocks sharded and skipping finished batches.
 """
 
 import jax
 import numpy as np
 import pytest
 
-from synthesis import checkpoint, engine, mocks
+from synthesis import checkpoint, devices, engine, mocks
 from synthesis import config as cfg
 from synthesis import encode as encode_mod
 from synthesis.targets import demo, standardise
@@ -19,8 +21,8 @@ from synthesis.targets import demo, standardise
 L = 16
 KW = dict(L=L, N=3, J_min=2, mode="ducc", isotropic=True, steps=10, chunk=5)
 
-if jax.device_count() != 4:  # pragma: no cover - run through tests/test_devices.py
-    pytest.skip("needs XLA_FLAGS=--xla_force_host_platform_device_count=4",
+if jax.device_count() != 5:  # pragma: no cover - run through tests/test_devices.py
+    pytest.skip("needs XLA_FLAGS=--xla_force_host_platform_device_count=5",
                 allow_module_level=True)
 
 
@@ -77,6 +79,15 @@ def test_sharded_precompute_backend(target):
     assert four.devices == 4 and rel(four.samples, one.samples) < 1e-10
 
 
+def test_ducc_leaves_the_staging_device_out():
+    staging = jax.devices("cpu")[0]
+    ducc, plain = devices.resolve("all", callbacks=True), devices.resolve("all")
+    assert ducc.count == 4 and staging not in ducc.mesh.devices.flat
+    assert plain.count == 5 and staging in plain.mesh.devices.flat
+    with pytest.raises(ValueError, match="besides the one that stages"):
+        devices.resolve(5, callbacks=True)
+
+
 def test_padded_samples_do_not_move_and_are_not_reported(target):
     problem = engine._prepare(target, L, engine.functools.partial(
         engine.s2scat_core.build, L, 3, 2, mode="ducc", isotropic=True),
@@ -101,10 +112,10 @@ def test_resume_on_another_device_count(target, single, tmp_path):
     assert stopped.stopped == "callback" and stopped.steps == 5
     saved = checkpoint.read(path)
     assert saved.environment["devices"] == 4 and saved.x.shape[0] == 3  # real samples only
-    for devices in (1, 2):  # 2 devices: padded to 4 again
-        r = engine.resume(path, devices=devices) if devices == 1 else engine.resume(
-            checkpoint.write(tmp_path / "d.npz", saved), devices=devices)
-        assert r.devices == devices and r.steps == 10
+    for n in (1, 2):  # 2 devices: padded to 4 again
+        r = engine.resume(path, devices=n) if n == 1 else engine.resume(
+            checkpoint.write(tmp_path / "d.npz", saved), devices=n)
+        assert r.devices == n and r.steps == 10
         assert rel(r.samples, single["lbfgs", 3].samples) < 1e-10
 
 

@@ -1,9 +1,11 @@
-"""Devices: the batch sharded over a mesh. The sharded cases run on 4 forced host devices in a
+"""Devices: the batch sharded over a mesh. The sharded cases run on 5 forced host devices in a
 pytest subprocess (tests/forced_devices_cases.py: XLA_FLAGS must be set before JAX starts);
-here, on this process's one device: the config key, the errors, the processes' share of
-mocks, mocks resumed and refused, and encode reading its inputs chunk by chunk."""
+two processes run one program with jax.distributed over localhost; here, on this process's
+one device: the config key, the errors, the processes' share of mocks, mocks resumed and
+refused, and encode reading its inputs chunk by chunk."""
 
 import gc
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 
 from synthesis import config as cfg
-from synthesis import devices, engine, mocks
+from synthesis import checkpoint, devices, engine, mocks
 from synthesis import run as run_mod
 from synthesis import encode as encode_mod
 from synthesis.cli import main
@@ -27,7 +29,7 @@ TINY = ["statistics.L=16", "statistics.J_min=2", "statistics.mode=ducc",
 
 
 def test_sharded_runs_on_four_forced_host_devices():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=5",
            "MPLBACKEND": "Agg"}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            str(HERE / "forced_devices_cases.py")], env=env, cwd=HERE.parent,
@@ -36,10 +38,38 @@ def test_sharded_runs_on_four_forced_host_devices():
     assert " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-2000:]
 
 
+def test_two_processes_run_one_program_and_process_0_writes(tmp_path):
+    """``run --distributed`` with two processes on this host (jax.distributed over localhost,
+    one CPU device each, Gloo collectives): the mesh spans both, count 3 is padded to 4, the
+    frames and checkpoints gather the samples from both, process 0 writes the folder."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    sets = sum((["--set", s] for s in TINY + ["synthesis.count=3", "synthesis.steps=4",
+                                              "report.enabled=false", "checkpoint.every=2"]), [])
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "synthesis", "run", "--out", str(out), "--distributed", "--quiet",
+         *sets], cwd=HERE.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**env, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
+             "JAX_PROCESS_ID": str(i), "MPLBACKEND": "Agg"}) for i in (0, 1)]
+    said = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], said
+    assert "wrote" in said[0] and "wrote" not in said[1]  # process 0 reports
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["devices"] == {"count": 2, "platform": "cpu", "processes": 2}
+    saved = checkpoint.read(out / "checkpoint.npz")
+    assert saved.x.shape[0] == 3 and saved.environment["devices"] == 2 and saved.step == 4
+    assert len(list((out / "frames").glob("frame_*.png"))) == 3  # steps 0, 2, 4
+
+
 # ------------------------------------------------------------------------------ the key
 def test_devices_key_in_schema_and_checked():
     rows = {key: (tp, default, unit) for key, tp, default, unit, _ in cfg.schema_rows()}
-    assert rows["synthesis.devices"] == ("int | str", "all", "devices")
+    assert rows["synthesis.devices"] == ("int or str", "all", "devices")
     assert cfg.apply_overrides(cfg.Experiment(), ["synthesis.devices=2"]).synthesis.devices == 2
     for bad in ("0", "true", "some", "1.5"):
         with pytest.raises(cfg.ConfigError, match='synthesis.devices must be "all" or an integer'):
