@@ -132,7 +132,7 @@ def encode(paths, *, L: int = 64, N: int = 3, J_min: int = 0, isotropic: bool = 
         raise ValueError(f"--batch must be an integer >= 1, got {batch!r}")
     missing = next((p for p in paths if not Path(p).is_file()), None)
     if missing is not None:  # before hours of encoding
-        raise ValueError(f"input: {missing} does not exist")
+        raise ValueError(f"input: file {missing!r} does not exist")
     mask_map = grid = None
     if mask is not None:
         from .targets import masks
@@ -155,25 +155,27 @@ def encode(paths, *, L: int = 64, N: int = 3, J_min: int = 0, isotropic: bool = 
     table = scale = None
     bar = ProgressBar(len(paths), label="encode ", unit="maps") if progress else None
     began = time.perf_counter()
-    for lo in range(0, len(paths), size):
-        flms = _read_chunk(paths[lo:lo + size], L, mask_map, format, field, standardise)
-        n = len(flms)
-        if scale is None:  # "first": the first file's; else unused (a placeholder)
-            scale = mesh.replicate(op.norm(flms[0], mask=prepared))
-        if n < size:  # the last chunk: padded with copies (same shape: no recompilation)
-            flms = np.concatenate([flms, flms[np.arange(size - n) % n]])
-        rows = devices_mod.to_host(rows_of(shared[0], mesh.put(flms) if mesh.mesh else flms,
-                                           scale, shared[1]))[:n]
-        if table is None:
-            table = np.empty((len(paths), rows.shape[1]), rows.dtype)
-        table[lo:lo + n] = rows
-        del flms
+    try:
+        for lo in range(0, len(paths), size):
+            flms = _read_chunk(paths[lo:lo + size], L, mask_map, format, field, standardise)
+            n = len(flms)
+            if scale is None:  # "first": the first file's; else unused (a placeholder)
+                scale = mesh.replicate(op.norm(flms[0], mask=prepared))
+            if n < size:  # the last chunk: padded with copies (same shape: no recompilation)
+                flms = np.concatenate([flms, flms[np.arange(size - n) % n]])
+            rows = devices_mod.to_host(rows_of(shared[0], mesh.put(flms) if mesh.mesh else flms,
+                                               scale, shared[1]))[:n]
+            if table is None:
+                table = np.empty((len(paths), rows.shape[1]), rows.dtype)
+            table[lo:lo + n] = rows
+            del flms
+            if bar:
+                done = lo + n
+                bar.update(done, rate=done / max(time.perf_counter() - began, 1e-9),
+                           final=done == len(paths))
+    finally:
         if bar:
-            done = lo + n
-            bar.update(done, rate=done / max(time.perf_counter() - began, 1e-9),
-                       final=done == len(paths))
-    if bar:
-        bar.close()
+            bar.close()
     out = {"covariances": table, "files": np.array(paths), "L": L, "N": N, "J_min": J_min,
            "isotropic": isotropic, "same_scale": same_scale, "norm": norm, "mode": op.config.mode,
            "statistics": np.array(STATISTICS), "mask": "" if mask is None else str(mask),

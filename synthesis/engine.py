@@ -460,10 +460,11 @@ class _Problem:
     batch: devices_mod.Batch | None = None  # how the samples are sharded and padded
     begin: Callable | None = None  # seed -> (carry, padding): a fresh start (reseeded)
 
-    def reseeded(self, seed: int) -> "_Problem":
-        """The same problem from ``seed``'s starting noise: the same target statistics,
-        operator and compiled chunk (mocks: many batches, one compilation)."""
-        carry, padding = self.begin(seed)
+    def reseeded(self, seed: int, x0=None) -> "_Problem":
+        """The same problem from ``seed``'s starting noise, or from the variables ``x0`` (the
+        real samples' ``(count, ...)``, e.g. a coarser stage's, padded and placed here): the
+        same target statistics, operator and compiled chunk (mocks: one compilation)."""
+        carry, padding = self.begin(seed, x0)
         return dataclasses.replace(self, carry=carry, consts=self.consts._replace(
             padding=padding), arguments={**self.arguments, "seed": seed})
 
@@ -554,8 +555,10 @@ def _prepare(target_flm, L, op, *, optimizer, steps, count, seed, learning_rate,
     opt = optim.build(spec)
     batch = devices_mod.Batch.of(mesh, count)
 
-    def begin(seed):  # the start of the seed's samples: (carry, padding), placed
-        if pair is None:
+    def begin(seed, x0=None):  # the start (the seed's noise, or x0): (carry, padding), placed
+        if x0 is not None:
+            x0 = jnp.asarray(x0, jnp.float64)
+        elif pair is None:
             x0 = params.initial(jax.random.key(seed), count, L, power, scale, init)
         else:
             keys = jax.random.split(jax.random.key(seed))

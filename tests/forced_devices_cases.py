@@ -103,6 +103,9 @@ def test_padded_samples_do_not_move_and_are_not_reported(target):
     assert np.all(x[3] == 0) and np.any(x[:3] != np.asarray(problem.carry.x)[:3])
     leaves = [np.asarray(a) for a in jax.tree_util.tree_leaves(out[0].state) if np.ndim(a) >= 4]
     assert all(np.all(np.take(a, [3], axis=a.ndim - 4) == 0) for a in leaves)
+    again = problem.reseeded(7, x0=x[:3])  # a start given (e.g. a coarser stage's), re-padded
+    assert np.array_equal(np.asarray(again.carry.x), x) and again.arguments["seed"] == 7
+    assert again.carry.x.sharding == problem.carry.x.sharding
 
 
 def test_resume_on_another_device_count(target, single, tmp_path):

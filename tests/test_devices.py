@@ -28,7 +28,7 @@ TINY = ["statistics.L=16", "statistics.J_min=2", "statistics.mode=ducc",
         "render.every=2"]
 
 
-def test_sharded_runs_on_four_forced_host_devices():
+def test_sharded_runs_on_forced_host_devices():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=5",
            "MPLBACKEND": "Agg"}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
