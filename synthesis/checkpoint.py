@@ -30,12 +30,18 @@ The random state: the only random draw of a run is the initial noise, from
 state above is the whole run: resumed on the same backend and device count, the run ends
 with the same samples, bit for bit, as one never interrupted.
 
-Why ``.npz`` and not orbax-checkpoint: the state is a dozen arrays in one process on one host,
-and NumPy writes them exactly (every dtype, bit for bit) into one file that the project's
-atomic writer (:mod:`synthesis.io`) puts in place. orbax-checkpoint 0.12 brings tensorstore,
+A batch sharded over devices (:mod:`synthesis.devices`) is gathered to the host and its
+padded rows (zeros) are dropped: ``x`` and the optimiser's batch-shaped leaves hold the
+``count`` real samples, ``environment["devices"]`` the device count; :func:`restore` pads them
+again for the run that resumes (another device count continues equal to rounding).
+
+Why ``.npz`` and not orbax-checkpoint: the state is a dozen arrays, gathered to one host, and
+NumPy writes them exactly (every dtype, bit for bit) into one file that the project's atomic
+writer (:mod:`synthesis.io`) puts in place. orbax-checkpoint 0.12 brings tensorstore,
 protobuf, uvloop, msgpack and ten more packages, writes a folder per step, asynchronously,
-and is built for sharded arrays on many hosts, which this engine does not produce; a checkpoint
-it writes is not readable without it. ``np.load(allow_pickle=False)`` reads ours anywhere.
+and writes sharded arrays shard by shard across hosts, which a batch of samples (megabytes to
+a few GB) does not need; a checkpoint it writes is not readable without it.
+``np.load(allow_pickle=False)`` reads ours anywhere.
 """
 
 from __future__ import annotations
@@ -161,27 +167,40 @@ def read(path) -> Saved:
 def snapshot(problem, carry, history, per_sample, timeline, *, initial: float, elapsed: float,
              stopped: str | None, info: dict, plan: dict) -> Saved:
     """The state of ``problem`` (:class:`synthesis.engine._Problem`) at ``carry`` and the
-    loop's records, as NumPy arrays (``plan``: the checkpoint rule, kept for the resume)."""
+    loop's records, as NumPy arrays (``plan``: the checkpoint rule, kept for the resume). A
+    sharded batch's padded rows (zeros) are dropped: the file holds the real samples."""
+    x, state = carry.x, carry.state
+    if problem.batch is not None:
+        x, state = problem.batch.unpad_tree((x, state), x.shape)
+    devices = problem.batch.devices.count if problem.batch is not None else 1
     return Saved(
-        np.asarray(carry.x), [np.asarray(a) for a in jax.tree_util.tree_leaves(carry.state)],
+        np.asarray(x), [np.asarray(a) for a in jax.tree_util.tree_leaves(state)],
         int(carry.step), bool(carry.done), float(carry.last), np.asarray(history, np.float64),
         np.stack(per_sample), np.asarray(timeline, np.float64).reshape(-1, 2), initial, elapsed,
         stopped, {**problem.arguments, "plan": plan}, problem.arrays,
-        {"jax": jax.__version__, "backend": jax.default_backend(), "devices": jax.device_count()},
+        {"jax": jax.__version__, "backend": jax.default_backend(), "devices": devices},
         info)
 
 
 def restore(problem, saved: Saved):
     """The loop's carry from ``saved``, checked against ``problem``'s shapes and dtypes; the
-    tree of the optimiser state is that of ``problem``'s fresh one (same spec)."""
-    fresh, treedef = jax.tree_util.tree_flatten(problem.carry.state)
+    tree of the optimiser state is that of ``problem``'s fresh one (same spec). A sharded
+    batch is padded again (zeros) and placed on ``problem``'s devices."""
+    batch = problem.batch
+    fresh_x, fresh_state = problem.carry.x, problem.carry.state
+    if batch is not None:  # the shapes of the real samples' state
+        fresh_x, fresh_state = batch.shapes((fresh_x, fresh_state), fresh_x.shape)
+    fresh, treedef = jax.tree_util.tree_flatten(fresh_state)
     got = [(a.shape, a.dtype) for a in saved.opt_leaves]
     want = [(a.shape, a.dtype) for a in fresh]
-    if saved.x.shape != problem.carry.x.shape or got != want:
+    if saved.x.shape != fresh_x.shape or got != want:
         raise ValueError(f"the checkpoint's state (x {saved.x.shape}, optimiser {got}) does not "
-                         f"fit this run (x {problem.carry.x.shape}, optimiser {want})")
+                         f"fit this run (x {fresh_x.shape}, optimiser {want})")
+    x = jnp.asarray(saved.x)
     state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a) for a in saved.opt_leaves])
-    return problem.carry._replace(x=jnp.asarray(saved.x), state=state,
-                                  step=jnp.asarray(np.int64(saved.step)),
-                                  done=jnp.asarray(np.bool_(saved.done)),
-                                  last=jnp.asarray(np.float64(saved.last)))
+    if batch is not None:
+        x, state = batch.pad_tree((x, state), saved.x.shape)
+    carry = problem.carry._replace(x=x, state=state, step=jnp.asarray(np.int64(saved.step)),
+                                   done=jnp.asarray(np.bool_(saved.done)),
+                                   last=jnp.asarray(np.float64(saved.last)))
+    return carry if batch is None else batch.place(carry, x.shape)

@@ -1,17 +1,20 @@
 """The ``s2scat-synth`` command (also ``python -m synthesis``).
 
     s2scat-synth run [CONFIG] [--out DIR] [--set key=value ...] [--quiet] [--gif PATH]
-                     [--overwrite]
-    s2scat-synth resume OUT_DIR [--quiet] [--gif PATH]   continue a run from its checkpoint
+                     [--overwrite] [--distributed]
+    s2scat-synth resume OUT_DIR [--quiet] [--gif PATH] [--devices N]   continue from a checkpoint
+    s2scat-synth mocks [CONFIG] --batches K --out DIR [--start S] [--set ...] [--distributed]
     s2scat-synth encode FILES... --out stats.npz [--isotropic] [--L 64] [--N 3] [--J-min 0]
-                        [--mask MASK.fits] ...
+                        [--mask MASK.fits] [--batch 64] [--devices N] ...
     s2scat-synth generate [CONFIG] --out map.fits [--set ...]   the demo target as a map
     s2scat-synth list                       shipped experiments
     s2scat-synth show [CONFIG] [--set ...]  the resolved experiment as TOML
     s2scat-synth schema [--markdown]        every key with its default, unit and meaning
 
 ``CONFIG`` is a TOML file or the name of a shipped experiment; without it, ``run`` runs
-``quickstart``. ``run`` refuses an output folder that already holds files unless
+``quickstart``. ``FILES`` may be given as ``@list.txt`` (one path a line). ``--distributed``:
+several processes (hosts) started together, ``jax.distributed.initialize()`` from the
+environment (docs/devices.md). ``run`` refuses an output folder that already holds files unless
 ``--overwrite``; ``resume OUT_DIR`` continues the run there from ``OUT_DIR/checkpoint.npz``
 (interrupted, or killed: the same samples as a run never stopped).
 
@@ -40,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Synthesise spherical maps from their directional "
-                "scattering covariances, and encode maps into them.")
+                "scattering covariances, and encode maps into them.", fromfile_prefix_chars="@")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="run an experiment (default: quickstart)")
@@ -53,12 +56,29 @@ def _parser() -> argparse.ArgumentParser:
                    "assets/synthesis.gif)")
     r.add_argument("--overwrite", action="store_true", help="replace the run in an output "
                    "folder that already holds one")
+    r.add_argument("--distributed", action="store_true", help="one run over several processes' "
+                   "devices (jax.distributed.initialize() from the environment; process 0 "
+                   "writes)")
 
     u = sub.add_parser("resume", help="continue an interrupted or killed run from its checkpoint")
     u.add_argument("out_dir", metavar="OUT_DIR", help="the run's output folder (holds "
                    "checkpoint.npz)")
     u.add_argument("--quiet", action="store_true", help="no progress bar")
     u.add_argument("--gif", metavar="PATH", help="also copy the GIF to PATH")
+    u.add_argument("--devices", type=_devices, default=None, help="continue on \"all\" or N "
+                   "devices (default: the run's synthesis.devices)")
+
+    m = sub.add_parser("mocks", help="K batches of samples with distinct seeds, one file each "
+                       "(resumable: batches written are skipped)")
+    m.add_argument("config", nargs="?", help="experiment TOML file or shipped experiment name")
+    m.add_argument("--batches", type=int, required=True, help="number of batches K")
+    m.add_argument("--out", required=True, help="output folder (mocks_00000.npz, ...)")
+    m.add_argument("--start", type=int, default=0, help="first batch index (default 0); batch "
+                   "k uses seed experiment.seed + k")
+    m.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.add_argument("--distributed", action="store_true", help="several processes: process p "
+                   "of P takes the batches k % P == p on its own devices")
 
     e = sub.add_parser("encode", help="scattering covariances of maps/coefficients as rows")
     e.add_argument("files", nargs="+", help="HEALPix FITS/.npy maps, MW/GL .npy maps, .npy or "
@@ -84,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--apodisation", type=float, default=None,
                    help="with --mask: erosion at scale j, sigma = apodisation * 180/2^j deg "
                    "(default 1)")
+    e.add_argument("--batch", type=int, default=64, help="files read and encoded together "
+                   "(default 64; memory holds one batch of maps)")
+    e.add_argument("--devices", type=_devices, default="all", help="shard each batch over "
+                   "\"all\" (default) or N devices")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
 
     g = sub.add_parser("generate", help="write an experiment's demo target as a HEALPix map")
     g.add_argument("config", nargs="?", help="experiment whose [target] is generated (default "
@@ -100,6 +125,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _devices(text: str):
+    """``--devices``: ``all`` or a count (checked against the devices by the command)."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'all' or an integer, got {text!r}") from None
+
+
+def _distributed(args) -> None:
+    """``--distributed``: join the other processes before JAX is used."""
+    if getattr(args, "distributed", False):
+        from .devices import initialize
+
+        initialize()
+
+
 def load_experiment(name_or_path: str | None, overrides=()) -> cfg.Experiment:
     """The experiment named on the command line (default: quickstart) with ``--set`` applied."""
     path = cfg.find_experiment(name_or_path)
@@ -111,14 +154,17 @@ def _run(args) -> int:
     from .run import run_experiment
 
     exp = load_experiment(args.config, args.set)
+    _distributed(args)
     outcome = run_experiment(exp, args.out, progress=not args.quiet, overwrite=args.overwrite)
+    if not outcome.metrics:  # another process of a multi-host run: process 0 reports
+        return 130 if outcome.partial else 0
     return _summary(args, outcome)
 
 
 def _resume(args) -> int:
     from .run import resume_experiment
 
-    outcome = resume_experiment(args.out_dir, progress=not args.quiet)
+    outcome = resume_experiment(args.out_dir, progress=not args.quiet, devices=args.devices)
     if outcome.result is None:  # finished before: nothing done (said on stderr)
         return 0
     return _summary(args, outcome)
@@ -170,11 +216,25 @@ def _encode(args) -> int:
                           same_scale=args.same_scale, format=args.format,
                           field=args.field, norm=args.norm, mode=args.mode,
                           standardise=args.standardise, mask=args.mask,
-                          apodisation=args.apodisation)
+                          apodisation=args.apodisation, batch=args.batch,
+                          devices=args.devices, progress=not args.quiet)
     path = encode.write(table, args.out)
     n, d = table["covariances"].shape
     print(f"wrote {path}: {n} input(s) x {d} statistics")
     return 0
+
+
+def _mocks(args) -> int:
+    from .mocks import run_mocks
+
+    exp = load_experiment(args.config, args.set)
+    _distributed(args)
+    outcome = run_mocks(exp, args.out, args.batches, start=args.start,
+                        progress=not args.quiet, distributed=args.distributed)
+    print(f"{outcome.out_dir}/: {len(outcome.written)} batch(es) written, "
+          f"{len(outcome.skipped)} already there" + ("  [INTERRUPTED]" if outcome.interrupted
+                                                    else ""))
+    return 130 if outcome.interrupted else 0
 
 
 def _generate(args) -> int:
@@ -218,8 +278,8 @@ def _schema(args) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "resume": _resume, "encode": _encode, "generate": _generate,
-            "list": _list, "show": _show, "schema": _schema}
+COMMANDS = {"run": _run, "resume": _resume, "mocks": _mocks, "encode": _encode,
+            "generate": _generate, "list": _list, "show": _show, "schema": _schema}
 
 
 def main(argv=None) -> int:

@@ -208,6 +208,9 @@ class Synthesis:
     entry_weights: str = option("auto", "", "'auto': an ensemble of >= 3 targets weights each "
                                 "entry by 1/sigma^2 of the members' spread; 'none': all 1",
                                 choices=("auto", "none"))
+    devices: int | str = option("all", "devices", "JAX devices the batch is sharded over: 'all' "
+                                "or a number N >= 1 (count padded to a multiple of it; same "
+                                "samples to 1e-10 as on one device; docs/devices.md)")
     weights: Weights = section(Weights)
 
 
@@ -283,7 +286,8 @@ def _hints(cls):
 
 def _type_name(tp) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-            tuple: "an array of strings"}.get(tp, getattr(tp, "__name__", str(tp)))
+            tuple: "an array of strings", int | str: "\"all\" or an integer >= 1"}.get(
+        tp, getattr(tp, "__name__", str(tp)))
 
 
 def _check_value(key: str, value, tp, meta):
@@ -298,6 +302,9 @@ def _check_value(key: str, value, tp, meta):
             ok = math.isfinite(value)
     elif tp is str:
         ok = isinstance(value, str)
+    elif tp == int | str:  # "all" or a count
+        ok = value == "all" or (isinstance(value, int) and not isinstance(value, bool)
+                                and value >= 1)
     elif tp is tuple:
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
         if ok:
@@ -548,7 +555,8 @@ def schema_rows(cls=Experiment, prefix: str = ""):
             doc = f.metadata.get("doc", "")
             if f.metadata.get("choices"):
                 doc += f" (one of {', '.join(map(repr, f.metadata['choices']))})"
-            yield key, hints[f.name].__name__, getattr(default, f.name), f.metadata.get("unit", ""), doc
+            tp = "int or str" if hints[f.name] == int | str else hints[f.name].__name__
+            yield key, tp, getattr(default, f.name), f.metadata.get("unit", ""), doc
 
 
 # ------------------------------------------------------------------------------- lookup

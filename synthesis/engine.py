@@ -19,13 +19,18 @@ The optax optimiser minimises the batch's total loss ``sum_i loss_i`` (:mod:`syn
 Adam then moves every sample exactly as alone; L-BFGS shares its line search and curvature
 pairs across the batch). The reported loss is the mean over the batch, ``sum_i loss_i / count``.
 
-Execution: ``chunk`` optimisation steps run inside one compiled function (``lax.scan``),
+Execution: ``chunk`` optimisation steps run inside one compiled function (``lax.scan``,
+:mod:`synthesis.steps`),
 compiled once per run and called repeatedly (the operator ``op`` and the target statistics are
 arguments, not constants). Between calls the host records the losses, reports progress and
 calls ``callback`` (which renders frames in the CLI) (:mod:`synthesis.loop`). A step budget, a
 relative tolerance (mean loss ``<= tolerance *`` initial mean loss), a callback returning
 ``True`` or Ctrl-C end the run; on Ctrl-C the result holds the last complete chunk and
 ``stopped == "interrupted"``. A loss that turns NaN or infinite raises :class:`Diverged`.
+
+Devices (:mod:`synthesis.devices`): with several, the per-sample losses are computed under
+``jax.shard_map`` (each device its own samples), ``x`` and the batch-shaped optimiser state
+split over the mesh, ``count`` padded with rows whose loss counts 0 and whose gradient is 0.
 
 Checkpoints: with ``checkpoint=path`` the run's state is written between chunks
 (:mod:`synthesis.checkpoint`); :func:`resume` rebuilds the problem from the file (:func:`_prepare`,
@@ -37,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -47,10 +52,12 @@ from s2scat_core import harmonics
 from s2scat_core._checks import check_int
 
 from . import loss as loss_terms
-from . import checkpoint, loop, optim, params
+from . import checkpoint, inputs, loop, optim, params
+from . import devices as devices_mod
 from . import stages as stages_module
-from .loss import covariance_loss, weight_vector
 from .loop import Diverged
+from .loss import weight_vector
+from .steps import _Carry, _chunk_function, _Consts, _samples, _Second, _strong, _view
 
 __all__ = ["Diverged", "Progress", "SynthesisResult", "resolve_mode", "resume", "synthesize"]
 
@@ -93,17 +100,18 @@ class Progress:
     _x: jax.Array
     _op: object
     _consts: object
+    _count: int | None = None  # the real samples among _x's rows (the rest: padding)
 
     def samples(self) -> np.ndarray:
         """The current samples, ``(count, L, 2L-1)`` complex (computed on demand; completed
         fields when constrained, the first fields of pairs)."""
-        return _samples(self._op, self._x, self._consts)
+        return _samples(self._op, self._x, self._consts)[:self._count]
 
     def free(self) -> np.ndarray:
         """The current free fields (``(count, L, 2L-1)``): a constrained run's masked region
         comes from them, a pair's second fields are them; otherwise :meth:`samples`."""
         other = _view(self._op, jnp.asarray(self._x), self._consts)[1]
-        return np.asarray(harmonics.full_from_half(other))
+        return devices_mod.to_host(harmonics.full_from_half(other))[:self._count]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +127,7 @@ class SynthesisResult:
     with ``constrained``, the free fields whose masked region completes the target (``samples``
     are then the completed fields' coefficients, by the GL quadrature), else ``None``.
     ``second (count, L, 2L-1)``: a pair's second fields (``samples`` the first), else ``None``.
+    ``devices``: how many devices the batch was sharded over (:mod:`synthesis.devices`).
     """
 
     samples: np.ndarray
@@ -130,6 +139,7 @@ class SynthesisResult:
     wall_time: float
     free: np.ndarray | None = None
     second: np.ndarray | None = None
+    devices: int = 1
 
     @property
     def steps(self) -> int:
@@ -150,135 +160,6 @@ class SynthesisResult:
         return self.sample_losses[-1]
 
 
-class _Carry(NamedTuple):
-    x: jax.Array          # (B, 2, L, L) variables
-    state: object         # optimiser state of the batch
-    step: jax.Array       # () int, steps taken
-    done: jax.Array       # () bool, the tolerance was reached
-    last: jax.Array       # () mean loss before the last step taken
-
-
-class _Second(NamedTuple):
-    """The second field of a pair: its target statistics and the pair's cross statistics."""
-    norm: jax.Array       # (nJ, 2N-1) its normalisation
-    target: tuple         # its Covariances (normalised)
-    scale: jax.Array      # (L,) its preconditioner
-    pdf: object           # its TargetPDF or None
-    cross: tuple          # target CrossCovariances (normalised by both norms)
-    cross_weights: jax.Array  # (5,) weights of var, S2, S3_fg, S3_gf, S4 of the cross terms
-
-
-class _Consts(NamedTuple):
-    norm: jax.Array       # (nJ, 2N-1) target normalisation
-    target: tuple         # target Covariances (normalised)
-    weights: jax.Array    # (6,)
-    scale: jax.Array      # (L,) preconditioner
-    reference: jax.Array  # () initial mean loss
-    tolerance: jax.Array  # () relative tolerance (0: none)
-    entry: tuple | None   # per-entry weights of each statistic, or None (all 1)
-    completion: tuple | None  # (observed (L, 2L-1), target map (L, 2L-1)) when constrained
-    pdf: loss_terms.TargetPDF | None  # the target's pixel PDF when pdf_weight > 0
-    pdf_weight: jax.Array  # ()
-    observed_sky: object = None  # constrained: the mask's MaskWeights (the goal: the completed
-    #                             map's own observed-sky statistics)
-    second: _Second | None = None  # a pair: x (B, 2 fields, 2, L, L)
-
-
-def _field(op, xi, consts: _Consts):
-    """Variables of one sample -> ``(half (L, L), map on the GL grid or None)``: the free field,
-    or with ``completion`` the completed one (the first field of a pair)."""
-    half = params.to_half(xi[0] if consts.second is not None else xi, consts.scale)
-    if consts.completion is not None:
-        return params.complete(op, half, *consts.completion)
-    return half, None
-
-
-def _pdf_term(op, half, grid_map, pdf, weight):
-    if pdf is None:
-        return 0.0
-    grid_map = op.to_map(half) if grid_map is None else grid_map
-    return weight * loss_terms.pdf_distance(grid_map, pdf)
-
-
-def _sample_loss(op, xi, consts: _Consts):
-    half, grid_map = _field(op, xi, consts)
-    target = consts.target
-    if consts.observed_sky is not None:
-        target = op.scatter(half, norm=consts.norm, mask=consts.observed_sky)
-    value = covariance_loss(op, half, consts.norm, target, consts.weights, consts.entry)
-    value = value + _pdf_term(op, half, grid_map, consts.pdf, consts.pdf_weight)
-    sec = consts.second
-    if sec is not None:
-        other = params.to_half(xi[1], sec.scale)
-        value = value + covariance_loss(op, other, sec.norm, sec.target, consts.weights)
-        value = value + _pdf_term(op, other, None, sec.pdf, consts.pdf_weight)
-        cross = op.cross(half, other, norm=(consts.norm, sec.norm))
-        value = value + jnp.dot(sec.cross_weights, loss_terms.terms(cross, sec.cross))
-    return value
-
-
-@jax.jit
-def _view(op, x, consts: _Consts):
-    """The samples' halves ``(B, L, L)`` (completed with ``completion``; the first field of a
-    pair) and the free ones (the second field of a pair)."""
-    if consts.second is not None:
-        return (params.to_half(x[:, 0], consts.scale),
-                params.to_half(x[:, 1], consts.second.scale))
-    free = params.to_half(x, consts.scale)
-    if consts.completion is None:
-        return free, free
-    return jax.vmap(lambda xi: _field(op, xi, consts)[0])(x), free
-
-
-def _samples(op, x, consts) -> np.ndarray:
-    return np.asarray(harmonics.full_from_half(_view(op, jnp.asarray(x), consts)[0]))
-
-
-def _chunk(op, carry: _Carry, consts: _Consts, budget, *, step_fn, length: int):
-    """``length`` optimisation steps (those with ``step < budget``), then the losses at the end.
-
-    Returns ``(carry, values (length,), taken (length,), final (B,))``: ``values[t]`` the mean
-    loss over the batch before step ``t`` of the chunk, ``taken[t]`` whether that step ran,
-    ``final`` the loss of each sample after the chunk.
-    """
-    def sample_loss(xi):
-        return _sample_loss(op, xi, consts)
-
-    def total(x):
-        return jnp.sum(jax.vmap(sample_loss)(x))
-
-    count = carry.x.shape[0]
-
-    def take(c: _Carry):
-        x, state, value = step_fn(c.x, c.state, total)
-        mean = value / count
-        done = (consts.tolerance > 0) & (mean <= consts.tolerance * consts.reference)
-        # a step whose starting loss already meets the tolerance, or is not finite (the host
-        # then stops the run: loop.Diverged), is not applied
-        done = done | ~jnp.isfinite(mean)
-        x = jnp.where(done, c.x, x)
-        state = jax.tree_util.tree_map(lambda new, old: jnp.where(done, old, new), state, c.state)
-        return _Carry(x, state, c.step + jnp.where(done, 0, 1), done, mean), (mean, ~done)
-
-    def skip(c: _Carry):
-        return c, (c.last, jnp.asarray(False))
-
-    def body(c: _Carry, _):
-        return jax.lax.cond((c.step < budget) & ~c.done, take, skip, c)
-
-    carry, (values, taken) = jax.lax.scan(body, carry, None, length=length)
-    return carry, values, taken, jax.vmap(sample_loss)(carry.x)
-
-
-@functools.lru_cache(maxsize=16)
-def _chunk_function(spec: optim.OptimizerSpec, length: int):
-    """The jitted chunk of ``length`` steps of ``spec``'s optimiser: one function per
-    ``(spec, length)``, so runs alike in one process (a resumed one too) share its compilations
-    (the operator, target and carry are arguments; their shapes key the cache)."""
-    opt = optim.build(spec)
-    return jax.jit(functools.partial(_chunk, step_fn=optim.make_step(spec, opt), length=length))
-
-
 def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "lbfgs",
                steps: int = 100, count: int = 1, seed: int = 0, learning_rate: float = 0.05,
                schedule: str = "cosine", final_lr_fraction: float = 0.01, memory: int = 10,
@@ -290,7 +171,7 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
                cross_weight: float = 1.0, callback: Callable[[Progress], bool | None] | None = None,
                progress: bool = False, op=None, checkpoint=None,
                checkpoint_every: int | None = None, checkpoint_seconds: float = 60.0,
-               checkpoint_info=None, stages: int = 1) -> SynthesisResult:
+               checkpoint_info=None, devices="all", stages: int = 1) -> SynthesisResult:
     """Synthesise ``count`` real fields whose scattering covariances match the target's.
 
     Args:
@@ -343,6 +224,9 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
             (and 20 times as long as it took); and at the end. :func:`resume` continues
             from it.
         checkpoint_info: a JSON-able dict (or a function returning one) stored with it.
+        devices: ``"all"`` or ``N``: the batch is sharded over that many of JAX's devices
+            (:mod:`synthesis.devices`; ``count`` is padded to a multiple of it, the padding
+            dropped); the samples equal a one-device run's to rounding (``1e-10``).
         stages: coarse-to-fine (:mod:`synthesis.stages`): optimise at ``L / 2^(stages-1)``,
             then at twice that band-limit, ..., then at ``L``, each stage starting from the
             previous one's fields; ``steps`` is the whole budget, shared out by
@@ -360,7 +244,7 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
                    linesearch_steps=linesearch_steps, init=init, precondition=precondition,
                    weights=weights, tolerance=tolerance, chunk=chunk, apodisation=apodisation,
                    constrained=constrained, pdf_weight=pdf_weight, entry_weights=entry_weights,
-                   cross_weight=cross_weight)
+                   cross_weight=cross_weight, devices=devices)
     plan = loop.Plan.make(checkpoint, checkpoint_every, checkpoint_seconds, checkpoint_info)
     start = time.perf_counter()
     if check_int("stages", stages, minimum=1) > 1:
@@ -386,7 +270,8 @@ def synthesize(target_flm, L: int, N: int, J_min: int = 0, *, optimizer: str = "
 
 def resume(path, *, callback: Callable[[Progress], bool | None] | None = None,
            progress: bool = False, op=None, checkpoint_every: int | None = None,
-           checkpoint_seconds: float | None = None, checkpoint_info=None) -> SynthesisResult:
+           checkpoint_seconds: float | None = None, checkpoint_info=None,
+           devices=None) -> SynthesisResult:
     """Continue the run whose checkpoint is ``path`` (written by :func:`synthesize` with
     ``checkpoint=path``) to its step budget, checkpointing to the same file.
 
@@ -396,7 +281,9 @@ def resume(path, *, callback: Callable[[Progress], bool | None] | None = None,
     backend and device count the result equals, bit for bit, that of a run never interrupted.
     A finished run (step budget or tolerance reached) is returned as it stands.
     ``checkpoint_every``, ``checkpoint_seconds``: as for :func:`synthesize` (default: the
-    run's); ``checkpoint_info``: replaces the stored ``info`` (default: kept).
+    run's); ``checkpoint_info``: replaces the stored ``info`` (default: kept); ``devices``: as
+    for :func:`synthesize` (default: the run's setting). On another device count the run goes
+    on (the checkpoint holds the real samples only; the padding is redone), equal to rounding.
     """
     start = time.perf_counter()
     saved = checkpoint.read(path)
@@ -408,7 +295,7 @@ def resume(path, *, callback: Callable[[Progress], bool | None] | None = None,
         saved.info if checkpoint_info is None else checkpoint_info)
     if "stages" in args:
         return stages_module.resume(saved, op=op, callback=callback, progress=progress,
-                                    plan=plan, start=start)
+                                    plan=plan, start=start, devices=devices)
     config = args.pop("operator")
     if op is None:
         op = s2scat_core.build(**config)
@@ -417,6 +304,8 @@ def resume(path, *, callback: Callable[[Progress], bool | None] | None = None,
                          f"run as {config}")
     L = args.pop("L")
     arrays = saved.arrays
+    if devices is not None:
+        args["devices"] = devices
     problem = _prepare(arrays["target_flm"], L, op, mask=arrays.get("mask"),
                        second_flm=arrays.get("second_flm"), **args)
     return loop.drive(problem, saved, callback=callback, progress=progress, plan=plan,
@@ -437,60 +326,61 @@ class _Problem:
     pair: bool
     arguments: dict       # what :func:`resume` needs to rebuild this problem (JSON)
     arrays: dict          # target_flm, mask, second_flm
+    batch: devices_mod.Batch | None = None  # how the samples are sharded and padded
+    begin: Callable | None = None  # seed -> (carry, padding): a fresh start (reseeded)
+
+    def reseeded(self, seed: int, x0=None) -> "_Problem":
+        """The same problem from ``seed``'s starting noise, or from the variables ``x0`` (the
+        real samples' ``(count, ...)``, e.g. a coarser stage's, padded and placed here): the
+        same target statistics, operator and compiled chunk (mocks: one compilation)."""
+        carry, padding = self.begin(seed, x0)
+        return dataclasses.replace(self, carry=carry, consts=self.consts._replace(
+            padding=padding), arguments={**self.arguments, "seed": seed})
+
+    @property
+    def count(self) -> int:
+        """The real samples (``carry`` may hold padded rows after them)."""
+        return self.arguments["count"]
+
+    def scalar(self, value) -> jax.Array:
+        """A float64 scalar argument of the compiled chunk, on its devices."""
+        return self.batch.devices.scalar(value) if self.batch else jnp.asarray(value, jnp.float64)
+
+    def losses(self, values) -> np.ndarray:
+        """``(count,)`` host copy of the real samples' entries of ``values (B,)``."""
+        return devices_mod.to_host(values)[:self.count]
 
     def progress(self, step, losses, history, elapsed, carry, consts) -> Progress:
         return Progress(step, self.steps, losses, np.asarray(history), elapsed, carry.x,
-                        self.op, consts)
+                        self.op, consts, self.count)
 
     def result(self, carry, consts, history, per_sample, timeline, stopped, wall):
         halves, other = _view(self.op, carry.x, consts)
-        samples = np.asarray(harmonics.full_from_half(halves))
-        other = np.asarray(harmonics.full_from_half(other))
+        samples = devices_mod.to_host(harmonics.full_from_half(halves))[:self.count]
+        other = devices_mod.to_host(harmonics.full_from_half(other))[:self.count]
         timeline = np.asarray(timeline[:len(per_sample)], float).reshape(-1, 2)
         return SynthesisResult(samples, np.asarray(history), np.stack(per_sample), timeline,
                                stopped, self.op.config.mode, wall,
-                               other if self.constrained else None, other if self.pair else None)
+                               other if self.constrained else None, other if self.pair else None,
+                               self.batch.devices.count if self.batch else 1)
 
 
 def _prepare(target_flm, L, op, *, optimizer, steps, count, seed, learning_rate, schedule,
              final_lr_fraction, memory, linesearch_steps, init, precondition, weights, tolerance,
              chunk, mask, apodisation, constrained, pdf_weight, entry_weights, second_flm,
-             cross_weight, start=None) -> _Problem:
+             cross_weight, devices="all", start=None) -> _Problem:
     """Check the arguments (:func:`synthesize`), compute the target statistics, the starting
     point and the optimiser; nothing is compiled here. ``op``: the operator, or a
-    ``functools.partial`` that builds it (called after the checks). ``start``: the variables'
-    fields to start from instead of noise at the degrees they reach (:func:`_start_from`)."""
-    L = check_int("L", L, minimum=2)
-    count = check_int("count", count, minimum=1)
-    steps = check_int("steps", steps, minimum=0)
-    seed = check_int("seed", seed, minimum=0)
-    chunk = check_int("chunk", chunk, minimum=1)
-    if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < 1):
-        raise ValueError(f"tolerance must be a number in [0, 1), got {tolerance!r}")
-    if init not in ("power", "white"):
-        raise ValueError(f"init must be 'power' or 'white', got {init!r}")
-    if not (isinstance(pdf_weight, (int, float)) and np.isfinite(pdf_weight) and pdf_weight >= 0):
-        raise ValueError(f"pdf_weight must be a number >= 0, got {pdf_weight!r}")
-    if entry_weights not in ("auto", "none"):
-        raise ValueError(f"entry_weights must be 'auto' or 'none', got {entry_weights!r}")
-    members = _check_target(target_flm, L)
-    if not (isinstance(cross_weight, (int, float)) and np.isfinite(cross_weight)
-            and cross_weight >= 0):
-        raise ValueError(f"cross_weight must be a number >= 0, got {cross_weight!r}")
-    if second_flm is not None:
-        if members.shape[0] > 1:
-            raise ValueError("a pair (second_flm) is synthesised from one target pair, not an "
-                             "ensemble")
-        if constrained:
-            raise ValueError("constrained synthesis completes one field, not a pair (second_flm)")
-        second = _check_target(second_flm, L, name="second_flm")
-    if constrained and mask is None:
-        raise ValueError("constrained synthesis needs a mask (the observed pixels to keep)")
-    if constrained and members.shape[0] > 1:
-        raise ValueError(f"constrained synthesis completes one target, got an ensemble of "
-                         f"{members.shape[0]}")
-    if isinstance(learning_rate, bool) or not np.isfinite(_number(learning_rate)):
-        raise ValueError(f"learning_rate must be a finite number, got {learning_rate!r}")
+    ``functools.partial`` that builds it (called after the checks). With several devices the
+    starting point, optimiser state, operator and constants are placed on the mesh
+    (:class:`synthesis.devices.Batch`). ``start``: the variables' fields to start from instead
+    of noise at the degrees they reach (:func:`synthesis.params.start_from`; a coarser
+    stage's)."""
+    L, count, steps, seed, chunk = inputs.check_options(
+        L=L, count=count, steps=steps, seed=seed, chunk=chunk, tolerance=tolerance, init=init,
+        pdf_weight=pdf_weight, entry_weights=entry_weights, cross_weight=cross_weight,
+        learning_rate=learning_rate)
+    members, second = inputs.check_targets(target_flm, L, second_flm, mask, constrained)
     spec = optim.OptimizerSpec(optimizer, float(learning_rate), schedule, float(final_lr_fraction),
                                steps, check_int("memory", memory, minimum=1),
                                check_int("linesearch_steps", linesearch_steps, minimum=1))
@@ -499,6 +389,7 @@ def _prepare(target_flm, L, op, *, optimizer, steps, count, seed, learning_rate,
         op = op()
     if op.config.L != L:
         raise ValueError(f"op was built for L={op.config.L}, not L={L}")
+    mesh = devices_mod.resolve(devices, callbacks=op.config.mode in devices_mod.CALLBACK_MODES)
 
     # Target statistics (the members' mean) and the starting point.
     prepared = None if mask is None else op.mask(mask, apodisation)
@@ -509,9 +400,8 @@ def _prepare(target_flm, L, op, *, optimizer, steps, count, seed, learning_rate,
              if entry_weights == "auto" and members.shape[0] >= 3 else None)
     power = params.power_spectrum(members).mean(axis=0)
     scale = params.scales_from_power(power, precondition)
-    x0 = params.initial(jax.random.key(seed), count, L, power, scale, init)
     completion = pdf = None
-    observed = None if mask is None else _masks_on_grid(mask, L)
+    observed = None if mask is None else inputs.masks_on_grid(mask, L)
     if constrained:
         completion = (jnp.asarray(observed), op.to_map(members[0]))
     if pdf_weight > 0:
@@ -533,19 +423,30 @@ def _prepare(target_flm, L, op, *, optimizer, steps, count, seed, learning_rate,
                        jnp.asarray(scale_g), pdf_g,
                        tuple(op.cross(members[0], g, norm=(norm, norm_g), mask=prepared)),
                        jnp.asarray(cw))
-        keys = jax.random.split(jax.random.key(seed))
-        x0 = jnp.stack([params.initial(keys[0], count, L, power, scale, init),
-                        params.initial(keys[1], count, L, power_g, scale_g, init)], axis=1)
-    if start is not None:
-        x0 = _start_from(start, x0, [scale] if pair is None else [scale, scale_g])
     opt = optim.build(spec)
-    carry = _strong(_Carry(x0, opt.init(x0), jnp.asarray(0), jnp.asarray(False),
-                           jnp.asarray(jnp.nan)))
-    consts = _strong(_Consts(norm, target_cov, w, jnp.asarray(scale), jnp.asarray(jnp.inf),
-                             jnp.asarray(float(tolerance)), entry, completion, pdf,
-                             jnp.asarray(float(pdf_weight)),
-                             prepared if constrained else None, pair))
-    run_chunk = _chunk_function(spec, chunk)
+    batch = devices_mod.Batch.of(mesh, count)
+
+    def noise(seed):  # the seed's starting variables
+        if pair is None:
+            return params.initial(jax.random.key(seed), count, L, power, scale, init)
+        keys = jax.random.split(jax.random.key(seed))
+        return jnp.stack([params.initial(keys[0], count, L, power, scale, init),
+                          params.initial(keys[1], count, L, power_g, scale_g, init)], axis=1)
+
+    def begin(seed, x0=None):  # the start (the seed's noise, or x0): (carry, padding), placed
+        x0 = noise(seed) if x0 is None else jnp.asarray(x0, jnp.float64)
+        padding, x0 = batch.padding(x0), batch.pad(x0)  # zero rows: their loss reads the fill
+        return batch.place(_strong(_Carry(x0, opt.init(x0), jnp.asarray(0), jnp.asarray(False),
+                                          jnp.asarray(jnp.nan))), x0.shape), padding
+
+    carry, padding = begin(seed, None if start is None else params.start_from(
+        start, noise(seed), [scale] if pair is None else [scale, scale_g]))
+    consts = mesh.replicate(_strong(_Consts(
+        norm, target_cov, w, jnp.asarray(scale), jnp.asarray(jnp.inf),
+        jnp.asarray(float(tolerance)), entry, completion, pdf, jnp.asarray(float(pdf_weight)),
+        prepared if constrained else None, pair)))._replace(padding=padding)
+    run_chunk = (_chunk_function(spec, chunk) if mesh.mesh is None
+                 else _chunk_function(spec, chunk, batch))
     arguments = dict(
         L=L, operator=dataclasses.asdict(op.config), optimizer=optimizer, steps=steps,
         count=count, seed=seed, learning_rate=float(learning_rate), schedule=schedule,
@@ -554,75 +455,9 @@ def _prepare(target_flm, L, op, *, optimizer, steps, count, seed, learning_rate,
         weights=None if weights is None else {k: float(v) for k, v in weights.items()},
         tolerance=float(tolerance), chunk=chunk, apodisation=apodisation,
         constrained=bool(constrained), pdf_weight=float(pdf_weight),
-        entry_weights=entry_weights, cross_weight=float(cross_weight))
+        entry_weights=entry_weights, cross_weight=float(cross_weight),
+        devices=devices if isinstance(devices, (str, int)) else mesh.count)
     arrays = {"target_flm": np.asarray(members), "mask": None if mask is None else
               np.asarray(mask), "second_flm": None if pair is None else np.asarray(second[0])}
-    return _Problem(op, consts, carry, run_chunk, steps, optimizer, bool(constrained),
-                    pair is not None, arguments, arrays)
-
-
-def _start_from(start, x0, scales):
-    """``x0 (count, [2 fields,] 2, L, L)`` with its degrees ``l < L'`` replaced by ``start``:
-    ``(count, [2,] L', 2L'-1)`` coefficients (``L' <= L``) of the variables' fields (the free
-    fields of a constrained run; both fields of a pair), e.g. a coarser stage's result; the
-    noise of ``x0`` stays at ``L' <= l < L``."""
-    start = np.asarray(start)
-    fields = start[:, None] if len(scales) == 1 else start
-    count, L = x0.shape[0], x0.shape[-1]
-    Ls = fields.shape[-2]
-    if fields.shape[:2] != (count, len(scales)) or Ls > L or fields.shape[-1] != 2 * Ls - 1:
-        raise ValueError(f"start must have shape ({count}, {'2, ' * (len(scales) > 1)}L', "
-                         f"2L'-1) with L' <= {L}, got {start.shape}")
-    x = x0 if len(scales) > 1 else x0[:, None]
-    out = []
-    for k, s in enumerate(scales):
-        half = np.zeros((count, L, L), complex)
-        half[:, :Ls, :Ls] = harmonics.half_from_full(fields[:, k])
-        known = params.from_half(half, s)
-        out.append(jnp.where(jnp.arange(L)[:, None] < Ls, known, x[:, k]))
-    x = jnp.stack(out, axis=1)
-    return x if len(scales) > 1 else x[:, 0]
-
-
-def _masks_on_grid(mask, L):
-    """The mask as the ``(L, 2L-1)`` array ``op.mask`` checks (the same checks, named)."""
-    from s2scat_core.masks import check_mask
-
-    return check_mask(mask, L)
-
-
-def _strong(tree):
-    """The same arrays without weak types, so that the outputs of a chunk (strongly typed)
-    can be fed back without a second compilation."""
-    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), tree)
-
-
-def _number(value) -> float:
-    """``float(value)``, NaN for what is not a number."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _check_target(target_flm, L, name="target_flm") -> jax.Array:
-    """``(M, L, 2L-1)``: the target (``M = 1``) or the ensemble's members, checked, truncated."""
-    flm = np.asarray(target_flm)
-    single = flm.ndim == 2
-    if single:
-        flm = flm[None]
-    if flm.ndim != 3 or flm.shape[2] != 2 * flm.shape[1] - 1 or flm.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (L0, 2L0-1) or (M, L0, 2L0-1), got "
-                         f"{np.shape(target_flm)}")
-    if flm.shape[1] < L:
-        raise ValueError(f"{name} has band-limit {flm.shape[1]} < L={L}")
-    if not np.all(np.isfinite(flm)):
-        raise ValueError(f"{name} must be finite")
-    for i, f in enumerate(flm):
-        where = "" if single else f" (member {i})"
-        if not harmonics.is_hermitian(f, rtol=1e-8):
-            raise ValueError(f"{name} must be the coefficients of a real field "
-                             f"(Hermitian){where}")
-        if not np.any(harmonics.truncate(f, L)[1:]):
-            raise ValueError(f"{name} has no power at 1 <= l < L{where}")
-    return jnp.asarray(harmonics.truncate(flm.astype(np.complex128), L))
+    return _Problem(mesh.replicate(op), consts, carry, run_chunk, steps, optimizer,
+                    bool(constrained), pair is not None, arguments, arrays, batch, begin)

@@ -1,6 +1,6 @@
 r"""The host side of a synthesis: the compiled chunks called in turn, and what happens between.
 
-Between two calls of the compiled chunk (:func:`synthesis.engine._chunk`) the host records the
+Between two calls of the compiled chunk (:func:`synthesis.steps._chunk`) the host records the
 losses, checks them, draws the progress bar, calls the callback and writes the checkpoint when
 one is due. A run starts fresh (one call with a zero step budget gives the losses at the start;
 it is also where the chunk is compiled) or from a checkpoint (:mod:`synthesis.checkpoint`):
@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import jax.numpy as jnp
 import numpy as np
 
 from . import checkpoint as ckpt
+from .devices import agree, writer
 from .progress import ProgressBar
 
 __all__ = ["Diverged", "Plan", "drive"]
@@ -131,7 +131,7 @@ def drive(problem, saved: ckpt.Saved | None = None, *, callback=None, progress: 
         start = (now() if start is None else start) - saved.elapsed
         carry = ckpt.restore(problem, saved)
         initial = saved.initial
-        consts = problem.consts._replace(reference=jnp.asarray(initial, dtype=jnp.float64))
+        consts = problem.consts._replace(reference=problem.scalar(initial))
         history = [float(v) for v in saved.history]
         per_sample = list(np.asarray(saved.sample_losses))
         timeline = [tuple(row) for row in np.asarray(saved.timeline)]
@@ -143,10 +143,11 @@ def drive(problem, saved: ckpt.Saved | None = None, *, callback=None, progress: 
     def save(stopped):
         info = plan.info() if callable(plan.info) else plan.info
         began = clock()
-        ckpt.write(plan.path, ckpt.snapshot(problem, carry, history, per_sample, timeline,
-                                            initial=initial, elapsed=now() - start,
-                                            stopped=stopped, info=info or {},
-                                            plan=plan.arguments))
+        state = ckpt.snapshot(problem, carry, history, per_sample, timeline, initial=initial,
+                              elapsed=now() - start, stopped=stopped, info=info or {},
+                              plan=plan.arguments)  # (every process: it gathers the samples)
+        if writer():
+            ckpt.write(plan.path, state)
         written[0] = plan.path
         ended = clock()
         return int(carry.step), ended, ended - began
@@ -169,13 +170,13 @@ def drive(problem, saved: ckpt.Saved | None = None, *, callback=None, progress: 
         if saved is None:
             # Budget 0: no step runs, only the losses at the start (same compiled function).
             out = run_chunk(op, carry, consts, np.int64(0))
-            carry, losses = out[0], np.asarray(out[3])
+            carry, losses = out[0], problem.losses(out[3])
             if not np.all(np.isfinite(losses)):
                 raise diverged(0, float(losses.mean()), None)
             initial = float(losses.mean())
             history.append(initial)
             per_sample.append(losses)
-            consts = consts._replace(reference=jnp.asarray(initial, dtype=jnp.float64))
+            consts = consts._replace(reference=problem.scalar(initial))
             timeline.append((0, now() - start))
             if bar:
                 bar.update(0, initial, initial, None, final=steps == 0)
@@ -185,7 +186,7 @@ def drive(problem, saved: ckpt.Saved | None = None, *, callback=None, progress: 
         while stopped is None and done_steps < steps:
             t0 = now()
             new = run_chunk(op, carry, consts, np.int64(steps))
-            values, taken, final = (np.asarray(a) for a in new[1:])
+            values, taken, final = np.asarray(new[1]), np.asarray(new[2]), problem.losses(new[3])
             bad = _first_bad(values, taken, final)
             if bad is not None:
                 value = values[bad] if bad < len(values) else float(final.mean())
@@ -207,8 +208,8 @@ def drive(problem, saved: ckpt.Saved | None = None, *, callback=None, progress: 
                 stopped = "tolerance"
             elif not taken.any():
                 break
-            elif done_steps < steps and plan.due(done_steps - last_saved[0],
-                                                 clock() - last_saved[1], last_saved[2]):
+            elif done_steps < steps and agree(plan.due(done_steps - last_saved[0],
+                                                       clock() - last_saved[1], last_saved[2])):
                 last_saved = save(None)  # (the end's is written below)
     except KeyboardInterrupt:
         if not per_sample:  # nothing evaluated yet: nothing to return

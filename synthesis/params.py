@@ -17,6 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from s2scat_core import harmonics
 
 
 def mask(L: int) -> np.ndarray:
@@ -88,3 +89,26 @@ def complete(op, half, observed, target_map):
     masked region depends on the variables."""
     c = observed * target_map + (1 - observed) * op.to_map(half)
     return op.from_map(c), c
+
+
+def start_from(start, x0, scales):
+    """``x0 (count, [2 fields,] 2, L, L)`` with its degrees ``l < L'`` replaced by ``start``:
+    ``(count, [2,] L', 2L'-1)`` coefficients (``L' <= L``) of the variables' fields (the free
+    fields of a constrained run; both fields of a pair), e.g. a coarser stage's result; the
+    noise of ``x0`` stays at ``L' <= l < L``."""
+    start = np.asarray(start)
+    fields = start[:, None] if len(scales) == 1 else start
+    count, L = x0.shape[0], x0.shape[-1]
+    Ls = fields.shape[-2]
+    if fields.shape[:2] != (count, len(scales)) or Ls > L or fields.shape[-1] != 2 * Ls - 1:
+        raise ValueError(f"start must have shape ({count}, {'2, ' * (len(scales) > 1)}L', "
+                         f"2L'-1) with L' <= {L}, got {start.shape}")
+    x = x0 if len(scales) > 1 else x0[:, None]
+    out = []
+    for k, s in enumerate(scales):
+        half = np.zeros((count, L, L), complex)
+        half[:, :Ls, :Ls] = harmonics.half_from_full(fields[:, k])
+        known = from_half(half, s)
+        out.append(jnp.where(jnp.arange(L)[:, None] < Ls, known, x[:, k]))
+    x = jnp.stack(out, axis=1)
+    return x if len(scales) > 1 else x[:, 0]

@@ -53,7 +53,7 @@ from .io import atomic_path
 from .params import power_spectrum
 from .render import mollweide_pixels, project
 
-__all__ = ["auto_nside", "compute", "compute_metrics", "write_figure"]
+__all__ = ["auto_nside", "compute", "compute_metrics", "healpix_maps", "write_figure"]
 
 
 def auto_nside(L: int) -> int:
@@ -79,7 +79,9 @@ def dyadic_bins(l_min: int, L: int) -> list[tuple[int, int]]:
     return bins
 
 
-def _maps(flm, nside):
+def healpix_maps(flm, nside):
+    """HEALPix (RING) maps ``(..., 12 nside^2)`` of real fields' ``(..., L, 2L-1)``
+    coefficients (one field or a stack)."""
     import healpy as hp
 
     flm = np.asarray(flm)
@@ -134,16 +136,16 @@ def compute(target_flm, samples_flm, *, op=None, nside: int = 0, thresholds: int
     samples_flm = np.asarray(samples_flm)
     L = target_flm.shape[0]
     nside = nside or auto_nside(L)
-    t_map = _maps(target_flm, nside)
+    t_map = healpix_maps(target_flm, nside)
     weight = None if mask is None else sky_masks.to_nside(np.asarray(mask, float), nside)
     if free is not None:
         if weight is None:
             raise ValueError("a constrained run's report needs its mask")
-        s_maps = weight * t_map + (1 - weight) * _maps(free, nside)
+        s_maps = weight * t_map + (1 - weight) * healpix_maps(free, nside)
     else:
-        s_maps = _maps(samples_flm, nside)
+        s_maps = healpix_maps(samples_flm, nside)
     s_maps = np.atleast_2d(s_maps)
-    t_maps = _maps(members, nside) if members is not None else t_map[None]
+    t_maps = healpix_maps(members, nside) if members is not None else t_map[None]
     t_maps = np.atleast_2d(t_maps)
     observed = np.ones(t_map.size, bool) if weight is None else weight > 0.5
     t_values = t_maps[:, observed].ravel()
@@ -450,7 +452,7 @@ def compute_cross(target_f, target_g, samples_f, samples_g, *, op=None, nside: i
         if weight is None:
             a, b = harmonics.to_healpy_alm(f), harmonics.to_healpy_alm(g)
             return hp.alm2cl(a, b), hp.alm2cl(a), hp.alm2cl(b)
-        mf, mg = _maps(f, nside), _maps(g, nside)
+        mf, mg = healpix_maps(f, nside), healpix_maps(g, nside)
         mf, mg = weight * (mf - np.mean(mf)), weight * (mg - np.mean(mg))
         cls = hp.anafast([mf, mg, mf * 0], lmax=L - 1, pol=False)
         return cls[3] / np.mean(weight**2), cls[0] / np.mean(weight**2), cls[1] / np.mean(weight**2)
@@ -464,7 +466,7 @@ def compute_cross(target_f, target_g, samples_f, samples_g, *, op=None, nside: i
     observed = slice(None) if weight is None else weight > 0.5
 
     def pixel_r(f, g, where):
-        mf, mg = _maps(f, nside)[where], _maps(g, nside)[where]
+        mf, mg = healpix_maps(f, nside)[where], healpix_maps(g, nside)[where]
         return float(np.corrcoef(mf, mg)[0, 1])
 
     l_min = max(2, 2 ** J_min)

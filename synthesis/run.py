@@ -21,6 +21,10 @@ Output folder (every file written atomically):
                     (``[checkpoint]``: every ``every`` steps, or ``seconds`` apart) and at the end
 ==================  ===========================================================================
 
+Several hosts (``distributed``, :func:`synthesis.devices.initialize` first): one program over
+every process's devices; every process runs the same loop (frames and checkpoints gather the
+samples from all of them), process 0 alone writes the files above.
+
 A run into a folder that already holds files is refused unless ``overwrite`` (which removes
 the files above first). Ctrl-C during the optimisation stops it after the current chunk; the
 frames drawn so far are kept and everything else is written from the last complete chunk,
@@ -46,6 +50,7 @@ import s2scat_core
 
 from . import checkpoint
 from . import config as cfg
+from . import devices as devices_mod
 from . import engine, report, stages, targets
 from .io import write_json, write_npz, write_text
 from .render import FrameRenderer, write_gif
@@ -117,8 +122,12 @@ class _Session:
         st, sy, rd = exp.statistics, exp.synthesis, exp.render
         self.exp, self.out_dir, self.log = exp, out_dir, log
         self.frames_dir = out_dir / "frames"
-        self.target = target = targets.load(exp.target, st.L)
+        self.lead = devices_mod.writer()  # process 0 (of several hosts) writes the files
         self.mode = engine.resolve_mode(st.mode, st.L)
+        self.callbacks = self.mode in devices_mod.CALLBACK_MODES
+        devices_mod.resolve(sy.devices, name="synthesis.devices",  # too many: refused here
+                            callbacks=self.callbacks)
+        self.target = target = targets.load(exp.target, st.L)
         self.op = s2scat_core.build(st.L, st.N, st.J_min, mode=self.mode,
                                     isotropic=st.isotropic, delta_j=st.delta_j or None,
                                     same_scale=st.same_scale)
@@ -146,7 +155,11 @@ class _Session:
     def callback(self, p: engine.Progress):
         rd, sy = self.exp.render, self.exp.synthesis
         if self.renderer is not None and (p.step % rd.every == 0 or p.step >= sy.steps):
-            shown = p.free() if sy.constrained else p.samples()
+            shown = p.free() if sy.constrained else p.samples()  # (every process: it gathers)
+            if not self.lead:
+                self.frames.append(None)
+                self.last_drawn = p.step
+                return False
             self.frames.append(self.renderer.draw(
                 p.step, shown[:rd.panels], p.history,
                 self.frames_dir / f"frame_{len(self.frames):05d}.png"))
@@ -158,6 +171,23 @@ class _Session:
         return {"config": cfg.to_toml(self.exp), "frames": len(self.frames),
                 "last_drawn": self.last_drawn}
 
+    def options(self) -> dict:
+        """The keyword arguments of :func:`synthesis.engine.synthesize` (and ``_prepare``)
+        that the experiment sets, the target fields and the operator included."""
+        exp, target = self.exp, self.target
+        st, sy = exp.statistics, exp.synthesis
+        weights = dataclasses.asdict(sy.weights)
+        pdf_weight, cross_weight = weights.pop("pdf"), weights.pop("cross")
+        return dict(
+            optimizer=sy.optimizer, steps=sy.steps, count=sy.count, seed=exp.experiment.seed,
+            learning_rate=sy.learning_rate, schedule=sy.schedule,
+            final_lr_fraction=sy.final_lr_fraction, memory=sy.memory,
+            linesearch_steps=sy.linesearch_steps, init=sy.init, precondition=sy.precondition,
+            weights=weights, tolerance=sy.tolerance, chunk=sy.chunk, mask=target.mask,
+            apodisation=st.apodisation, constrained=sy.constrained, pdf_weight=pdf_weight,
+            entry_weights=sy.entry_weights, cross_weight=cross_weight, devices=sy.devices,
+            second_flm=None if target.second is None else target.second.flm)
+
 
 def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progress: bool = True,
                    log=_stderr, overwrite: bool = False) -> RunOutcome:
@@ -166,33 +196,31 @@ def run_experiment(exp: cfg.Experiment, out: str | Path | None = None, *, progre
     :class:`synthesis.Diverged` if the loss turns non-finite (nothing more is written)."""
     t_start = time.perf_counter()
     out_dir = output_dir(exp, out)
-    check_output_dir(out_dir, overwrite)
+    lead = devices_mod.writer()
+    if lead:
+        check_output_dir(out_dir, overwrite)
+    else:  # the other processes of a multi-host run write nothing, say nothing
+        progress, log = False, _silent
     session = _Session(exp, out_dir, log)  # bad input fails here, before anything is written
-    if overwrite:
-        clear_outputs(out_dir)
-    session.frames_dir.mkdir(parents=True, exist_ok=True)
-    files = [write_text(out_dir / "config.toml", cfg.to_toml(exp))]
+    files = []
+    if lead:
+        if overwrite:
+            clear_outputs(out_dir)
+        session.frames_dir.mkdir(parents=True, exist_ok=True)
+        files.append(write_text(out_dir / "config.toml", cfg.to_toml(exp)))
     st, sy = exp.statistics, exp.synthesis
     if session.target.second is not None:
         log(f"[{exp.experiment.name}] second field: {session.target.second.description}")
     log(f"[{exp.experiment.name}] target: {session.target.description}; L={st.L} N={st.N} "
         f"J_min={st.J_min} mode={session.mode}; {sy.count} sample(s), {sy.optimizer}, "
         f"{sy.steps} steps" + _stages_note(st, sy))
-    weights = dataclasses.asdict(sy.weights)
-    pdf_weight, cross_weight = weights.pop("pdf"), weights.pop("cross")
-    second = session.target.second
     result = engine.synthesize(
-        session.target.fields, st.L, st.N, st.J_min, optimizer=sy.optimizer, steps=sy.steps,
-        count=sy.count, seed=exp.experiment.seed, learning_rate=sy.learning_rate,
-        schedule=sy.schedule, final_lr_fraction=sy.final_lr_fraction, memory=sy.memory,
-        linesearch_steps=sy.linesearch_steps, init=sy.init, precondition=sy.precondition,
-        weights=weights, tolerance=sy.tolerance, chunk=sy.chunk, mask=session.target.mask,
-        apodisation=st.apodisation, constrained=sy.constrained, pdf_weight=pdf_weight,
-        entry_weights=sy.entry_weights, second_flm=None if second is None else second.flm,
-        cross_weight=cross_weight, callback=session.callback, progress=progress, op=session.op,
-        checkpoint=out_dir / CHECKPOINT, checkpoint_every=exp.checkpoint.every or None,
-        checkpoint_seconds=exp.checkpoint.seconds, checkpoint_info=session.info,
-        stages=sy.stages)
+        session.target.fields, st.L, st.N, st.J_min, callback=session.callback,
+        progress=progress, op=session.op, checkpoint=out_dir / CHECKPOINT,
+        checkpoint_every=exp.checkpoint.every or None, checkpoint_seconds=exp.checkpoint.seconds,
+        checkpoint_info=session.info, stages=sy.stages, **session.options())
+    if not lead:
+        return RunOutcome(out_dir, [], {}, result.partial, result)
     return _write_outputs(session, result, files, t_start)
 
 
@@ -206,12 +234,18 @@ def _stages_note(st, sy) -> str:
             f"{' + '.join(map(str, split))} steps)")
 
 
-def resume_experiment(out_dir: str | Path, *, progress: bool = True, log=_stderr) -> RunOutcome:
+def _silent(_msg: str) -> None:
+    pass
+
+
+def resume_experiment(out_dir: str | Path, *, progress: bool = True, log=_stderr,
+                      devices=None) -> RunOutcome:
     """Continue the run in ``out_dir`` from its checkpoint (written by :func:`run_experiment`)
     and write its outputs; frames continue their numbering. The experiment is the one stored
     in the checkpoint (``config.toml`` must not have changed), the target is rebuilt from it
     and must equal the checkpoint's. A finished run whose outputs are whole is left as it is
-    (``RunOutcome.result`` is then ``None``)."""
+    (``RunOutcome.result`` is then ``None``). ``devices``: ``"all"`` or ``N`` (default: the
+    run's ``synthesis.devices``); another device count continues equal to rounding."""
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     path = out_dir / CHECKPOINT
@@ -253,13 +287,16 @@ def resume_experiment(out_dir: str | Path, *, progress: bool = True, log=_stderr
     if not config_file.is_file():
         write_text(config_file, text)
     env = saved.environment
-    if (env.get("backend"), env.get("devices")) != (jax.default_backend(), jax.device_count()):
+    spec = saved.arguments.get("devices", "all") if devices is None else devices
+    now = devices_mod.resolve(spec, name="resume --devices" if devices else "synthesis.devices",
+                              callbacks=session.callbacks)
+    if (env.get("backend"), env.get("devices")) != (jax.default_backend(), now.count):
         log(f"[{name}] note: the checkpoint was written on {env.get('backend')} with "
             f"{env.get('devices')} device(s); continuing on {jax.default_backend()} with "
-            f"{jax.device_count()}: not bit-identical to an uninterrupted run")
+            f"{now.count}: equal to rounding, not bit-identical to an uninterrupted run")
     log(f"[{name}] resuming at step {saved.step} of {steps} from {path}")
     result = engine.resume(path, op=session.op, callback=session.callback, progress=progress,
-                           checkpoint_info=session.info)
+                           checkpoint_info=session.info, devices=spec)
     return _write_outputs(session, result, [config_file], t_start, resumed=saved.step)
 
 
@@ -285,7 +322,9 @@ def _write_outputs(session: _Session, result, files, t_start, resumed=None) -> R
     metrics = {"experiment": exp.experiment.name, "partial": partial, "stopped": result.stopped,
                "steps": result.steps, "count": sy.count, "L": st.L, "N": st.N,
                "J_min": st.J_min, "mode": result.mode, "optimizer": sy.optimizer,
-               "synthesis_time_s": round(result.wall_time, 3)}
+               "synthesis_time_s": round(result.wall_time, 3),
+               "devices": {"count": result.devices, "platform": jax.devices()[0].platform,
+                           "processes": jax.process_count()}}
     if resumed is not None:
         metrics["resumed_from_step"] = resumed
     try:

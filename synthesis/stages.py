@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 import s2scat_core
-from s2scat_core import harmonics, wavelets
+from s2scat_core import wavelets
 
 from . import checkpoint, loop
 
@@ -150,12 +150,12 @@ def synthesize_staged(target_flm, L, *, stages: int, operator: dict, op=None, ma
     (:class:`s2scat_core.scattering.Config` as a dict; ``op``: that operator, if built);
     ``options``: the other arguments of :func:`synthesis.engine._prepare`, ``steps`` the whole
     budget."""
-    from .engine import _check_target
+    from .inputs import check_target
 
     start = time.perf_counter() if start is None else start
-    target_flm = np.asarray(_check_target(target_flm, L))
+    target_flm = np.asarray(check_target(target_flm, L))
     if second_flm is not None:
-        second_flm = np.asarray(_check_target(second_flm, L, name="second_flm")[0])
+        second_flm = np.asarray(check_target(second_flm, L, name="second_flm")[0])
     Ls = bandlimits(L, stages, operator["J_min"])
     budget = split_steps(options["steps"], stages)
     description = {"bandlimits": Ls, "steps": budget, "total_steps": options["steps"],
@@ -205,13 +205,16 @@ def _run(target_flm, L, Ls, budget, description, first, records, fields, saved, 
 
 
 def resume(saved: checkpoint.Saved, *, op=None, callback=None, progress=False,
-           plan: loop.Plan, start: float):
+           plan: loop.Plan, start: float, devices=None):
     """Continue a staged run from its checkpoint ``saved``: the stage it was in, then the
-    stages after it. ``start``: when the resume began (``time.perf_counter``)."""
+    stages after it. ``start``: when the resume began (``time.perf_counter``); ``devices``:
+    as for :func:`synthesis.engine.resume` (default: the run's)."""
     description = dict(saved.arguments["stages"])
     k = description.pop("index")
     records = _Records.from_json(description.pop("records"))
     options = description.pop("options")
+    if devices is not None:
+        options = {**options, "devices": devices}
     operator, L = description["operator"], description["L"]
     if op is not None and dataclasses.asdict(op.config) != operator:
         raise ValueError(f"op was built as {dataclasses.asdict(op.config)}, the checkpoint's "

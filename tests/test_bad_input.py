@@ -53,6 +53,11 @@ def _truncated_fits(path):
     path.write_bytes(data[:len(data) // 2])
 
 
+def _written(tmp, name):
+    np.save(tmp / name, _healpix(8))
+    return [str(tmp / name)]
+
+
 def _two_inputs(tmp):
     np.save(tmp / "a.npy", _healpix(8))
     np.save(tmp / "b.npy", np.zeros((16, 31)))  # a real 2D grid: MW or GL? not said
@@ -159,6 +164,21 @@ CASES = {
                      "L must be >= 2"),
     "encode delta_j = 0": (lambda t: ["encode", "x.npy", "--out", str(t / "s.npz"), "--L", "16",
                                       "--delta-j", "0"], "delta_j must be >= 1"),
+    "encode --batch 0": (lambda t: ["encode", "x.npy", "--out", str(t / "s.npz"), "--L", "16",
+                                    "--batch", "0"], "--batch must be an integer >= 1"),
+    "encode --devices too many": (lambda t: ["encode", *_written(t, "x.npy"), "--out",
+                                             str(t / "s.npz"), "--L", "16", "--devices", "64"],
+                                  "--devices = 64, but JAX sees"),
+    "mocks --batches 0": (lambda t: ["mocks", "--out", str(t / "m"), "--batches", "0"],
+                          "--batches must be an integer >= 1"),
+    "mocks --start < 0": (lambda t: ["mocks", "--out", str(t / "m"), "--batches", "2", "--start",
+                                     "-1"], "--start must be an integer >= 0"),
+    "mocks too many devices": (lambda t: ["mocks", "--out", str(t / "m"), "--batches", "1",
+                                          *SMALL, "--set", "synthesis.devices=64"],
+                               "synthesis.devices = 64, but JAX sees"),
+    "mocks of a missing map": (lambda t: ["mocks", "--out", str(t / "m"), "--batches", "1",
+                                          *SMALL, "--set", "target.source=file", "--set",
+                                          f"target.path={t / 'none.fits'}"], "none.fits"),
     "generate into a missing folder": (lambda t: ["generate", "--out", str(t / "no" / "m.fits")],
                                        "does not exist"),
     "generate a file target": (lambda t: ["generate", "--set", "target.source=file", "--set",

@@ -16,7 +16,7 @@ import pytest
 import s2scat_core
 from s2scat_core import _memory
 from s2scat_core.transforms import precompute
-from synthesis import checkpoint, engine, loop, optim
+from synthesis import checkpoint, engine, loop, optim, steps
 from synthesis import run as run_mod
 from synthesis.cli import main
 from synthesis.targets import demo, standardise
@@ -72,7 +72,7 @@ def test_unreadable_checkpoints_are_named(tmp_path):
 def test_resumed_run_equals_an_uninterrupted_one_bitwise(target, tmp_path, monkeypatch,
                                                          optimizer, stop):
     traces, made = [], []
-    real_chunk, real_function = engine._chunk, engine._chunk_function
+    real_chunk, real_function = steps._chunk, engine._chunk_function
     engine._chunk_function.cache_clear()
 
     def counted(*args, **kwargs):
@@ -83,7 +83,7 @@ def test_resumed_run_equals_an_uninterrupted_one_bitwise(target, tmp_path, monke
         made.append(real_function(spec, length))
         return made[-1]
 
-    monkeypatch.setattr(engine, "_chunk", counted)
+    monkeypatch.setattr(steps, "_chunk", counted)
     monkeypatch.setattr(engine, "_chunk_function", recorded)
     full = engine.synthesize(target, optimizer=optimizer, **KW)
     path = tmp_path / "run.npz"

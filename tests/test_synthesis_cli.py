@@ -118,6 +118,7 @@ def test_run_writes_every_promised_file(tmp_path, capsys):
         assert not bool(z["partial"])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["partial"] is False and metrics["steps"] == 10
+    assert metrics["devices"] == {"count": 1, "platform": "cpu", "processes": 1}
     for key in ("cl", "pdf", "minkowski", "loss", "criteria", "statistics"):
         assert key in metrics
     assert cfg.load(out / "config.toml").statistics.L == 16
