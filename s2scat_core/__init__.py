@@ -8,10 +8,13 @@
 
 Same definitions, order and flattening as S2SCAT 0.0.3 (mean, var, S1, P00, C01, C11) and
 Mousset et al. 2024. Importing this package enables JAX's 64-bit mode (float64 is the
-default precision of the statistics).
+default precision of the statistics) and caps ducc0 at its x86-64-v3 build, whose results do
+not depend on memory placement (``s2scat_core._ducc0_build``).
 """
 
-import jax
+from . import _ducc0_build  # noqa: F401  (before anything imports ducc0)
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -53,3 +55,15 @@ def lognormal16():
     from synthesis.targets import demo, standardise
 
     return standardise(demo.lognormal(16, seed=1))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _compiled_programs_freed_after_each_module():
+    """Each compiled XLA:CPU program holds a few memory mappings of its own (its code and
+    data, ~8 for a small one) until JAX drops it; one process running the whole suite kept
+    thousands of programs and crossed the kernel's limit of 65,530 mappings per process
+    (``vm.max_map_count``), where XLA's next compilation failed with a segmentation fault.
+    Cleared after each test module: later modules recompile what they use."""
+    yield
+    jax.clear_caches()
+    gc.collect()

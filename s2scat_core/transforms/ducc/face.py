@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ... import _ducc0_build
 from ..base import Mixed, SphericalTransforms, register
 from .kept import _KEPT
 from .layers import _two_layers_ct_kernel, _two_layers_kernel
@@ -298,6 +299,7 @@ class DuccTransforms(SphericalTransforms):
 
     def __init__(self, bandlimits, spins, dtype=np.float64):
         super().__init__(bandlimits, spins, dtype)
+        _ducc0_build.warn_if_unreproducible()
         self.tables = {}
 
     def synthesis(self, alm, L, spin):

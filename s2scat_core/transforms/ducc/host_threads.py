@@ -81,8 +81,8 @@ def float_environment():
     included, and a fresh thread does not; a task handed to a worker runs in its caller's
     environment (:func:`run`, :class:`.schedule._Calls`), so that its result does not depend
     on the thread that happened to run it (Legendre recursions reach denormal values at high
-    ``m``: the same call gave results 1e-17 apart on two threads, which L-BFGS amplified into
-    runs that were not reproducible)."""
+    ``m``). The other source of runs that differ between processes, ducc0's AVX-512 build, is
+    capped in ``s2scat_core._ducc0_build``."""
     functions = _fenv_functions()
     if functions is None:
         return None
