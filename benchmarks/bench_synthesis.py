@@ -122,10 +122,14 @@ EXPERIMENT_AT = {64: "quickstart", 128: "lognormal_l128", 256: "lognormal_l256"}
 
 
 def _options(variant: str) -> dict:
-    """``"stages=3,pdf_weight=0"`` -> ``{"stages": 3, "pdf_weight": 0}`` (numbers parsed)."""
+    """``"stages=3,same_scale=false"`` -> ``{"stages": 3, "same_scale": False}`` (numbers and
+    booleans parsed)."""
     out = {}
     for item in filter(None, variant.split(",")):
         key, value = item.split("=", 1)
+        if value.lower() in ("true", "false"):
+            out[key] = value.lower() == "true"
+            continue
         for kind in (int, float, str):
             try:
                 out[key] = kind(value)
@@ -199,12 +203,15 @@ def quality_markdown(rows) -> str:
     lines = ["| L | run | samples | time to quality | steps to quality | wall time of the run "
              "| chi2 / floor | C_l error | skewness error | speed-up vs S2SCAT's run |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    ref = {r["L"]: r["wall_s"] for r in rows if r["run"].startswith("S2SCAT")}
+    # S2SCAT's time to quality, or its whole run's when it did not get there (a lower bound)
+    ref = {r["L"]: (r["time_to_quality_s"] or r["wall_s"], r["time_to_quality_s"] is None)
+           for r in rows if r["run"].startswith("S2SCAT")}
     for r in rows:
         t = r.get("time_to_quality_s")
         ttq = f"{t:.1f} s" if t is not None else f"not reached (> {r['wall_s']:.0f} s)"
-        speed = (f"{ref[r['L']] / t:.1f}x" if t is not None and r["L"] in ref
-                 and not r["run"].startswith("S2SCAT") else "-")
+        speed = "-"
+        if t is not None and r["L"] in ref and not r["run"].startswith("S2SCAT"):
+            speed = (">" if ref[r["L"]][1] else "") + f"{ref[r['L']][0] / t:.1f}x"
         lines.append(f"| {r['L']} | {r['run']} ({r['mode']}) | {r['count']} | {ttq} | "
                      f"{r.get('steps_to_quality', '-')} | {r['wall_s']:.1f} s | "
                      f"{r['chi2']:.2f} / {r['floor']:.2f} | {r['cl_error']:.1%} | "

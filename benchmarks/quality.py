@@ -99,7 +99,7 @@ def _chi2(x: dict, t: dict, sigma: dict) -> float:
 
 
 def _maps(flm, nside):
-    from synthesis.report import _maps as healpix_maps
+    from synthesis.report import healpix_maps
 
     return healpix_maps(flm, nside)
 
