@@ -81,7 +81,8 @@ def test_bad_input_file(tmp_path, capsys):
     bad = tmp_path / "map.npy"
     np.save(bad, np.zeros(100))
     _one_line_error(capsys, ["run", "--set", "target.source='file'", "--set",
-                             f"target.path='{bad}'", "--quiet"], "map.npy")
+                             f"target.path='{bad}'", "--out", str(tmp_path / "out"), "--quiet"],
+                    "map.npy")  # --out: runs/quickstart may hold the README's first run
     _one_line_error(capsys, ["encode", str(bad), "--out", str(tmp_path / "s.npz")], "map.npy")
 
 
