@@ -24,6 +24,8 @@ import dataclasses
 
 import numpy as np
 
+from synthesis.report import healpix_maps
+
 STATS = ("S1", "S2", "S3", "S4")
 
 
@@ -57,7 +59,7 @@ class QualityCheck:
             rest = {k: _spread(np.delete(v, i, axis=0)) for k, v in real.items()}
             loo.append(_chi2({k: v[i] for k, v in real.items()}, target, rest))
         nside = auto_nside(L)
-        skew = float(_skew(_maps(target_flm, nside)))
+        skew = float(_skew(healpix_maps(target_flm, nside)))
         return cls(op, norm, target, sigma, float(np.median(loo)),
                    power_spectrum(target_flm), skew, nside, max(2, 2**J_min))
 
@@ -77,7 +79,7 @@ class QualityCheck:
                                                            @ (2 * ell[lo:hi] + 1)) - 1)
                   for lo, hi in dyadic_bins(self.l_min, L)]
         cl_error = float(np.mean(errors))
-        skew = float(np.mean([_skew(m) for m in np.atleast_2d(_maps(samples_flm, self.nside))]))
+        skew = float(np.mean([_skew(m) for m in np.atleast_2d(healpix_maps(samples_flm, self.nside))]))
         skew_error = abs(skew - self.skew_target) / abs(self.skew_target)
         return {"chi2": chi2, "floor": self.floor, "cl_error": cl_error,
                 "skewness_error": skew_error,
@@ -96,12 +98,6 @@ def _spread(values) -> np.ndarray:
 
 def _chi2(x: dict, t: dict, sigma: dict) -> float:
     return float(np.mean([np.mean(((x[k] - t[k]) / sigma[k]) ** 2) for k in STATS]))
-
-
-def _maps(flm, nside):
-    from synthesis.report import healpix_maps
-
-    return healpix_maps(flm, nside)
 
 
 def _skew(u) -> float:

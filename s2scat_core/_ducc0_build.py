@@ -3,12 +3,12 @@
 ducc0's wheel carries one build per x86-64 level (v1 to v4) and loads the highest the CPU
 runs, unless the environment variable ``DUCC0_MAX_PSABI_LEVEL`` caps it; the variable is read
 once, when ducc0 is imported. The x86-64-v4 (AVX-512) build is not reproducible from one
-process to the next: its Legendre recursion coefficients come out one ulp apart depending
-on where the allocator placed its buffers, so the ``ducc`` backend's gradient at L = 64
-differed between fresh processes (two values in four runs), and L-BFGS amplified the
-difference into runs that a resumed checkpoint could not reproduce bit for bit. The v3
-(AVX2) build gave the same bits in every process; it costs 1.04-1.14x on a gradient at
-L = 64 and 128 (2-core AVX-512 CPU).
+process to the next (its Legendre recursion coefficients came out one ulp apart depending on
+where the allocator placed its buffers): the ``ducc`` backend's gradient at L = 64 took two
+values in four fresh processes, and L-BFGS amplified the difference into runs that a resumed
+checkpoint could not reproduce bit for bit. The v3 (AVX2) build gave the same bits in six of
+six; it costs 1.1x (forward and gradient at L = 128 and 512 on a 2-core AVX-512 CPU:
+docs/performance.md).
 
 So this package caps ducc0 at level 3 unless the user has set ``DUCC0_MAX_PSABI_LEVEL``
 (set it to 4 to trade reproducibility for the last few per cent). Where ducc0 was imported
@@ -23,7 +23,7 @@ import sys
 import warnings
 
 VARIABLE = "DUCC0_MAX_PSABI_LEVEL"
-#: The level this package asks for: x86-64-v3 (AVX2, FMA).
+#: The level this package asks for: x86-64-v3 (AVX2, FMA); as the variable's text.
 LEVEL = "3"
 
 _IMPORTED_BEFORE = "ducc0" in sys.modules

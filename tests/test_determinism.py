@@ -3,7 +3,9 @@
 ducc0's AVX-512 build gave gradients one ulp apart from one fresh process to the next (two
 values in four runs at L = 64); a resumed run must reproduce an uninterrupted one bit for bit,
 so the package caps ducc0 at its x86-64-v3 build. Each case runs in fresh processes: the build
-is chosen when ducc0 is imported.
+is chosen when ducc0 is imported. Without the cap the three-process check fails about three
+times in four (any two of three differing; two digests in four runs measured), so a lost cap
+shows within a run or two; the cap itself is checked exactly below.
 """
 
 import os
