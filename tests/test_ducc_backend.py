@@ -234,6 +234,7 @@ def test_lockstep_shared_out_gives_the_results_of_the_sequential_one():
     calling thread; every generator sees its rounds in order and the results are those of the
     sequential lockstep. A ``run`` inside a shared task runs inline (its cores are busy)."""
     import threading
+    import time
 
     from s2scat_core.transforms.ducc import host_threads, schedule
 
@@ -241,6 +242,7 @@ def test_lockstep_shared_out_gives_the_results_of_the_sequential_one():
         for r in range(rounds):
             seen.append((i, r, threading.get_ident(), host_threads.cores()))
             assert host_threads.run([lambda: i, lambda: -i]) == [i, -i]
+            time.sleep(0.02)  # long enough for an idle worker to start its group
             yield
         return i * 10 + rounds
 
@@ -286,6 +288,41 @@ def test_host_pool_starts_all_its_workers_and_runs_tasks_side_by_side():
         both = threading.Barrier(2, timeout=10)
         # BrokenBarrierError unless the two run at once
         assert sorted(host_threads.run([both.wait, both.wait])) == [0, 1]
+
+
+def test_host_run_takes_back_a_task_no_worker_has_started():
+    """``run`` while every worker is busy with earlier work (a round's ducc0 calls): the calling
+    thread, once free, runs the tasks still queued itself instead of waiting for a worker
+    (it used to wait, leaving a core idle); the results are in order and each task runs once."""
+    import threading
+
+    from s2scat_core.transforms.ducc import host_threads
+
+    if host_threads.THREADS == 1:
+        pytest.skip("one core: run has no workers")
+    pool = host_threads.pool()
+    release = threading.Event()
+    busy = [pool.submit(release.wait, 30) for _ in range(host_threads.THREADS - 1)]
+    try:
+        ran = []
+
+        def task(i):
+            ran.append((i, threading.get_ident()))
+            return i * i
+
+        done = []
+        caller = threading.Thread(target=lambda: done.append(
+            host_threads.run([functools.partial(task, i) for i in range(3)])))
+        caller.start()
+        caller.join(timeout=10)
+        assert not caller.is_alive(), "run waited for a worker that was busy"
+        assert done == [[0, 1, 4]]
+        assert sorted(i for i, _ in ran) == [0, 1, 2]
+        assert {t for _, t in ran} == {caller.ident}
+    finally:
+        release.set()
+        for b in busy:
+            b.result()
 
 
 def _pool_squares():
