@@ -170,18 +170,21 @@ def run(tasks) -> list:
 
     A task that no worker has started by the time the calling thread is free (the workers may
     still be draining ducc0 calls queued before it, :class:`.schedule._Calls`) is taken back
-    and run in the calling thread: waiting for it would leave a core idle (L = 128, 8 fields,
-    forward: the calling thread waited for half of the time)."""
+    and run in the calling thread, one at a time from the back of the queue while the workers
+    take from its front: waiting for it would leave a core idle (L = 128, 8 fields, forward:
+    the calling thread waited for half of the time)."""
     if len(tasks) <= 1 or cores() == 1:
         return [task() for task in tasks]
     env = float_environment()
     futures = [pool().submit(_in, env, task) for task in tasks[1:]]
+    mine = {}
     with sharing():
-        results = [tasks[0]()]
-        taken = [future.cancel() for future in futures]
-        results += [task() if back else None for task, back in zip(tasks[1:], taken)]
-    return [results[0]] + [r if back else future.result()
-                           for r, back, future in zip(results[1:], taken, futures)]
+        first = tasks[0]()
+        for i in reversed(range(len(futures))):  # the workers take from the front of the queue
+            if not futures[i].cancel():
+                break
+            mine[i] = tasks[i + 1]()
+    return [first] + [mine[i] if i in mine else f.result() for i, f in enumerate(futures)]
 
 
 @contextlib.contextmanager
