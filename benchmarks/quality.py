@@ -79,7 +79,8 @@ class QualityCheck:
                                                            @ (2 * ell[lo:hi] + 1)) - 1)
                   for lo, hi in dyadic_bins(self.l_min, L)]
         cl_error = float(np.mean(errors))
-        skew = float(np.mean([_skew(m) for m in np.atleast_2d(healpix_maps(samples_flm, self.nside))]))
+        maps = np.atleast_2d(healpix_maps(samples_flm, self.nside))
+        skew = float(np.mean([_skew(m) for m in maps]))
         skew_error = abs(skew - self.skew_target) / abs(self.skew_target)
         return {"chi2": chi2, "floor": self.floor, "cl_error": cl_error,
                 "skewness_error": skew_error,
