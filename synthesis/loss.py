@@ -115,11 +115,40 @@ def target_pdf(target_maps, quadrature, mask=None, region=None) -> TargetPDF:
                      jnp.asarray(sample_area / sample_area.sum()))
 
 
+def _argsort_host(values) -> np.ndarray:
+    """``np.argsort`` along the last axis, as int32, ties in index order (a stable sort's).
+    NumPy's default sort (SIMD introsort) is not stable, but when the sorted values are all
+    distinct the permutation is unique; with ties or NaN the stable sort is run instead."""
+    values = np.asarray(values)
+    order = np.argsort(values, axis=-1)
+    s = np.take_along_axis(values, order, axis=-1)
+    if np.any(s[..., 1:] == s[..., :-1]) or np.isnan(s[..., -1:]).any():
+        order = np.argsort(values, axis=-1, kind="stable")
+    return order.astype(np.int32)
+
+
+def argsort(v) -> jnp.ndarray:
+    """Indices ``(..., P)`` int32 that sort ``v (..., P)`` along its last axis, ties in index
+    order (``jnp.argsort``'s permutation), with no gradient. On a CPU they come from NumPy
+    through a host callback: XLA's CPU sort takes 6.3 ms for the 32,640 pixels of an
+    L = 128 map, NumPy 0.4 ms; on other platforms XLA sorts (``lax.platform_dependent``)."""
+    v = jax.lax.stop_gradient(v)
+    shape = jax.ShapeDtypeStruct(v.shape, jnp.int32)
+
+    def on_host(v):
+        return jax.pure_callback(_argsort_host, shape, v, vmap_method="expand_dims")
+
+    def by_xla(v):
+        return jnp.argsort(v, axis=-1).astype(jnp.int32)
+
+    return jax.lax.platform_dependent(v, cpu=on_host, default=by_xla)
+
+
 def pdf_distance(sample_map, pdf: TargetPDF) -> jnp.ndarray:
     """``W2^2`` between a sample map ``(L, 2L-1)`` and the target's PDF (module doc): a scalar."""
     v = sample_map.ravel()
     a = pdf.area.ravel()
-    order = jnp.argsort(v)
+    order = argsort(v)
     a_sorted = a[order]
     mid = jnp.cumsum(a_sorted) - 0.5 * a_sorted
     q = jnp.interp(jax.lax.stop_gradient(mid), pdf.cdf, pdf.values)

@@ -196,6 +196,30 @@ def test_host_pool_products_and_passes_equal_numpy():
     assert host_threads.run([lambda i=i: i * i for i in range(7)]) == [i * i for i in range(7)]
 
 
+def test_weighing_rows_in_place_makes_no_copy_of_them():
+    import tracemalloc
+
+    from s2scat_core.transforms.ducc import real_wavelets
+
+    L = 32
+    rng = np.random.default_rng(4)
+    rows = rng.standard_normal((3, 40, L, L)) + 1j * rng.standard_normal((3, 40, L, L))
+    before = rows.copy()
+    second = rows[:, :30].reshape(3, 2, 3, 5, L, L)  # the second layer's part, as in layers.py
+    factors = real_wavelets._ring_factors(L, rows.dtype)
+    tracemalloc.start()
+    try:
+        real_wavelets._weigh(second, L)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < second.nbytes / 8, peak  # NumPy's in-place multiply alone copies all of it
+    want = before[:, :30] * factors
+    want[..., 0] = want[..., 0].real
+    assert np.array_equal(rows[:, :30], want)
+    assert np.array_equal(rows[:, 30:], before[:, 30:])
+
+
 def test_calls_launched_in_batches_all_run_and_their_errors_surface():
     """``schedule._Calls``: calls launched on the pool in several batches (the workers of the
     first done before the second) all run once; an error in one is raised by ``run``."""

@@ -4,6 +4,7 @@
 import json
 
 import healpy as hp
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -182,6 +183,22 @@ def test_pdf_distance_is_w2_and_its_gradient_checks():
     # the closest two pixel values are 1e-5 apart: a step of 1e-7 keeps every rank
     check_grads(lambda v: loss.pdf_distance(v, pdf), (jnp.asarray(x),), order=1, modes=["rev"],
                 atol=1e-6, rtol=1e-6, eps=1e-7)
+
+
+def test_host_argsort_is_the_stable_permutation_under_jit_and_vmap():
+    rng = np.random.default_rng(3)
+    v = rng.standard_normal((3, 500))
+    v[1, ::7] = 0.25  # ties: NumPy's default sort is not stable, a stable one keeps index order
+    v[2, 5] = v[2, 9] = np.nan
+    want = np.argsort(v, axis=-1, kind="stable")
+    assert np.array_equal(loss._argsort_host(v), want)
+    got = jax.jit(jax.vmap(loss.argsort))(jnp.asarray(v))
+    assert got.dtype == jnp.int32 and np.array_equal(np.asarray(got), want)
+    # what XLA's sort gives, the branch taken off the CPU
+    assert np.array_equal(np.asarray(jnp.argsort(jnp.asarray(v), axis=-1)), want)
+    # no gradient flows through the permutation; the distance's gradient is checked above
+    assert np.all(np.asarray(jax.grad(lambda x: jnp.sum(loss.argsort(x) * x))(jnp.ones(4)))
+                  == np.arange(4))
 
 
 def test_pdf_term_pulls_the_samples_pdf_toward_the_target():

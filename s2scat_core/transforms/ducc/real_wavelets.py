@@ -170,8 +170,18 @@ def _weigh(legs, L, source=None):
     split across the host workers, with ``Im F[t, 0]`` set to 0 (a real map's ``F[t, 0]`` is real;
     :func:`..base.ring_weights` gives it weight 0)."""
     factors = _ring_factors(L, legs.dtype)
-    host_threads.by_rows(lambda out, x: np.multiply(x, factors, out=out), legs,
-                          legs if source is None else source)
+
+    def weigh(out, x):
+        if out.ndim <= 3:
+            np.multiply(x, factors, out=out)
+            return
+        # block by block: NumPy copies a whole operand of more axes that overlaps ``out`` and
+        # is not contiguous (the second layer's rows in place: 126 MB a call at L = 128, 16
+        # samples), and a copy that large is fresh memory from the kernel every call
+        for o, xi in zip(out, x):
+            weigh(o, xi)
+
+    host_threads.by_rows(weigh, legs, legs if source is None else source)
     legs[..., 0].imag = 0.0
     return legs
 
@@ -278,7 +288,7 @@ def _components_ct_start(h, ct, N, cdtype, calls):
     lead = ct.shape[:-4]
     C = ct.shape[-4]
     ct = np.ascontiguousarray(ct).view(cdtype).reshape(-1, C, L, L)
-    parts = _weigh(np.empty(ct.shape, cdtype), L, source=ct).swapaxes(0, 1)
+    parts = _weigh(ct, L).swapaxes(0, 1)  # in place: a copy, or a part of the caller's no one reads
     return _real_field_finish(_parts_ct_start(parts, h, N, cdtype, calls), lead, L)
 
 
