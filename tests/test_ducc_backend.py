@@ -565,6 +565,57 @@ def test_vjp_without_the_rows_kept_on_the_host_computes_them_again(monkeypatch):
     assert rel_err(jax.grad(weighted_sum(pre, pre.norm(field(L, True, seed=3))))(x), first) < 1e-10
 
 
+def test_kept_buffers_go_back_only_when_no_view_is_left(monkeypatch):
+    from s2scat_core.transforms.ducc import buffers
+
+    monkeypatch.setattr(buffers, "_SHELF", buffers._Shelf())
+    monkeypatch.setattr(buffers, "MIN_BYTES", 1000)
+    monkeypatch.setattr(buffers, "KEEP_BYTES", 5000)
+    monkeypatch.delenv("S2SCAT_KEEP_MALLOC", raising=False)
+    assert buffers.empty((10,), np.float64).base is None  # 80 B: plain NumPy
+    a = buffers.empty((4, 100), np.complex64)  # 3200 B: from the shelf
+    assert a.shape == (4, 100) and a.dtype == np.complex64 and a.flags.c_contiguous
+    a[:] = 1 + 2j
+    view, where = a[1:, ::3].T, a.ctypes.data
+    del a
+    assert buffers._SHELF.free_bytes() == 0  # the view still uses the block
+    b = buffers.empty((4, 100), np.complex64)
+    assert b.ctypes.data != where
+    del view
+    assert buffers._SHELF.free_bytes() == 3200
+    c = buffers.empty((2, 1400), np.uint8)  # 2800 B: fits the free 3200 B block, reused
+    assert c.ctypes.data == where and buffers._SHELF.free_bytes() == 0
+    del b, c  # 6400 B free: over KEEP_BYTES, the older block is let go
+    assert buffers._SHELF.free_bytes() == 3200
+    x = np.arange(24.0).reshape(4, 6)[:, ::2]
+    y = buffers.contiguous(x)
+    assert y.flags.c_contiguous and np.array_equal(y, x)
+    assert buffers.contiguous(y) is y
+    monkeypatch.setenv("S2SCAT_KEEP_MALLOC", "1")
+    assert buffers.empty((4, 100), np.complex64).base is None
+
+
+def test_gradients_with_every_host_array_from_kept_buffers_are_the_same(monkeypatch):
+    """Blocks handed out again while a kernel still read them would change the gradients: with
+    every array of the backend's kept kinds from the shelf, repeated gradients equal those
+    computed without it, bit for bit."""
+    from s2scat_core.transforms.ducc import buffers
+
+    L = 16
+    op = operator(L, 3, 0, True, "ducc", False, None)
+    f = weighted_sum(op, op.norm(field(L, True, seed=3)))
+    xs = jnp.asarray(np.stack([field(L, True, seed=s) for s in (1, 2, 3)]))
+    grad = jax.jit(jax.vmap(jax.grad(f)))
+    monkeypatch.setenv("S2SCAT_KEEP_MALLOC", "1")
+    plain = np.asarray(grad(xs))
+    monkeypatch.setenv("S2SCAT_KEEP_MALLOC", "0")
+    monkeypatch.setattr(buffers, "_SHELF", buffers._Shelf())
+    monkeypatch.setattr(buffers, "MIN_BYTES", 0)
+    for _ in range(3):
+        assert np.array_equal(np.asarray(grad(xs)), plain)
+    assert buffers._SHELF.free_bytes() > 0  # they were used, and given back
+
+
 @pytest.mark.parametrize("reality", [True, False])
 def test_vmap_and_batch_axis_equal_the_loop(reality):
     L = 8

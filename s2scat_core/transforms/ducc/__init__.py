@@ -10,6 +10,7 @@ one more its VJP; the ducc0 calls of all the scales share a pool of one-thread w
 The modules, each importing only those above it:
 
 * :mod:`.host_threads`: the pool of one-thread workers, and products and passes split over it.
+* :mod:`.buffers`: large arrays from memory kept for the next call (no fresh pages each time).
 * :mod:`.schedule`: a round's ducc0 calls drained by the pool; kernels advanced in rounds.
 * :mod:`.legendre`: the ducc0 steps, Legendre sums ``alm <-> leg[t, m]`` (calls, or tables) and
   ring FFTs ``leg <-> maps``.

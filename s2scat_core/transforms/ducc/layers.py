@@ -31,7 +31,7 @@ import functools
 
 import numpy as np
 
-from . import host_threads, legendre
+from . import buffers, host_threads, legendre
 from .legendre import _leg2map, _map2leg
 from .real_wavelets import (_components, _components_ct_start, _legs_ct_start, _real_field_finish,
                             _ring_factors, _weigh, _weights, _wavelets_real_start)
@@ -145,7 +145,7 @@ def _two_layers_kernel(halves, hs, bandlimits, pairs, N, cdtype, signs, calls):
         L = x.shape[-1]
         C = _components(N, L)[1].shape[1]
         I = K * len(partners.get(i, ()))
-        rows.append(np.empty(x.shape[:-2] + ((I + 1) * C, L, L), cdtype))
+        rows.append(buffers.empty(x.shape[:-2] + ((I + 1) * C, L, L), cdtype))
         firsts.append(rows[-1][..., I * C:, :, :])
         seconds[i] = rows[-1][..., :I * C, :, :].reshape(x.shape[:-2] + (-1, K, C, L, L))
     Ls = [x.shape[-1] for x in halves]
@@ -209,7 +209,7 @@ def _gram_ct(ct, rows):
     x = _as_real_rows(rows)
     lead, (n, X) = x.shape[:-2], x.shape[-2:]
     ct = np.asarray(ct, x.dtype).reshape((-1, n, n))
-    out = np.empty((ct.shape[0], n, X), x.dtype)
+    out = buffers.empty((ct.shape[0], n, X), x.dtype)
     for c, r, o in zip(ct, x.reshape((-1, n, X)), out):
         host_threads.matmul_columns(np.ascontiguousarray(c + c.T), r, o)
     return out.reshape(lead + (n,) + rows.shape[-2:] + (2,))

@@ -35,7 +35,7 @@ import numpy as np
 
 from ... import wavelets
 from ..base import ring_weights
-from . import host_threads
+from . import buffers, host_threads
 from .legendre import _alm2leg, _grid, _leg2alm, _leg2map, _map2leg
 from .sht import _m_weights
 
@@ -287,7 +287,7 @@ def _components_ct_start(h, ct, N, cdtype, calls):
     L = h.shape[0]
     lead = ct.shape[:-4]
     C = ct.shape[-4]
-    ct = np.ascontiguousarray(ct).view(cdtype).reshape(-1, C, L, L)
+    ct = buffers.contiguous(ct).view(cdtype).reshape(-1, C, L, L)
     parts = _weigh(ct, L).swapaxes(0, 1)  # in place: a copy, or a part of the caller's no one reads
     return _real_field_finish(_parts_ct_start(parts, h, N, cdtype, calls), lead, L)
 
