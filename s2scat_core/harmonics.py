@@ -71,7 +71,7 @@ def from_healpy_alm(alm, L: int | None = None) -> np.ndarray:
         raise ValueError(f"alm has {alm.size} entries, which is not (lmax+1)(lmax+2)/2 for any lmax")
     L0 = lmax + 1
     L = L0 if L is None else check_int("L", L, minimum=1, maximum=L0,
-                                       hint=f" (the alm's lmax + 1)")
+                                       hint=" (the alm's lmax + 1)")
     half = np.zeros((L0, L0), dtype=np.complex128)
     ell, m, index = _hp_index(L0)
     half[ell, m] = alm[index]

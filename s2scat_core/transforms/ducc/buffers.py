@@ -55,22 +55,31 @@ class _Shelf:
         with self._lock:
             return sum(b.nbytes for b in self._free.values())
 
+    def after_fork(self) -> None:
+        """A child made by ``fork`` gets a lock of its own (the parent's may have been held)."""
+        self._lock = threading.RLock()
+
 
 _SHELF = _Shelf()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _SHELF.after_fork())
 
 
 class _Lease:
     """Owner of a block while arrays use it: their ``base``; gives the block back when gone."""
 
-    __slots__ = ("block", "__array_interface__")
+    __slots__ = ("block", "shelf", "__array_interface__")
 
     def __init__(self, block: np.ndarray, shape: tuple, dtype: np.dtype):
-        self.block = block
+        self.block, self.shelf = block, _SHELF
         self.__array_interface__ = {"shape": shape, "typestr": dtype.str, "version": 3,
                                     "data": (block.ctypes.data, False)}
 
     def __del__(self):
-        _SHELF.put(self.block)
+        try:
+            self.shelf.put(self.block)
+        except Exception:  # at interpreter exit, once the module's globals are gone
+            pass
 
 
 def _enabled() -> bool:
