@@ -172,12 +172,12 @@ def _weigh(legs, L, source=None):
     factors = _ring_factors(L, legs.dtype)
 
     def weigh(out, x):
-        if out.ndim <= 3:
+        if out.ndim <= 3 or out.flags.c_contiguous:
             np.multiply(x, factors, out=out)
             return
-        # block by block: NumPy copies a whole operand of more axes that overlaps ``out`` and
-        # is not contiguous (the second layer's rows in place: 126 MB a call at L = 128, 16
-        # samples), and a copy that large is fresh memory from the kernel every call
+        # by blocks of the leading axis: NumPy copies a whole operand of more axes that
+        # overlaps ``out`` and is not contiguous (the second layer's rows in place: 126 MB a
+        # call at L = 128, 16 samples), and a copy that large is fresh memory every call
         for o, xi in zip(out, x):
             weigh(o, xi)
 
